@@ -1,0 +1,1 @@
+"""Pure model steps: one dataclass in, one out; no Kafka, Faust or OpenTelemetry imports."""

@@ -1,0 +1,1 @@
+"""The runtime: Faust app, stage agents, routing, retries, breakers, budgets, telemetry, CLI."""

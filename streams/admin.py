@@ -1,0 +1,108 @@
+"""Topic administration from the catalog, with confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from streams.broker import partition_offsets, partitions_not_ready
+from streams.errors import TopicSetupError
+from streams.settings import Settings
+from topics.catalog import TopicSpec, all_topics
+
+
+@dataclass
+class CreateResult:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.confluent_config())
+
+
+def create_topics(
+    settings: Settings, specs: tuple[TopicSpec, ...] | None = None, timeout_s: float = 30.0
+) -> CreateResult:
+    """Create every catalog topic that does not exist yet. Safe to run any number of times."""
+    specs = specs or all_topics()
+    admin = admin_client(settings)
+    present = admin.list_topics(timeout=timeout_s).topics
+    result = CreateResult()
+    wanted = []
+    for spec in specs:
+        name = settings.topic(spec.name)
+        if name in present:
+            have = len(present[name].partitions)
+            if have < spec.partitions:
+                raise TopicSetupError(
+                    f"topic {name} has {have} partitions, the catalog wants {spec.partitions}; "
+                    "add partitions with kafka-topics --alter (keys will move) or recreate it"
+                )
+            result.existing.append(name)
+            continue
+        wanted.append(
+            NewTopic(
+                name,
+                num_partitions=spec.partitions,
+                replication_factor=-1,  # the broker's default.replication.factor
+                config={"retention.ms": str(spec.retention_ms)},
+            )
+        )
+    if not wanted:
+        return result
+    futures = admin.create_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == error.TOPIC_ALREADY_EXISTS:  # a concurrent create won
+                result.existing.append(name)
+                continue
+            raise TopicSetupError(f"creating topic {name} failed: {error.str()}") from exc
+        result.created.append(name)
+    wait_led(admin, result.created, timeout_s)
+    return result
+
+
+def wait_led(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Wait until every partition of ``names`` serves requests (new topics take a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while (problem := partitions_not_ready(admin, names, timeout_s=5.0)) is not None:
+        if time.monotonic() > deadline:
+            raise TopicSetupError(f"new topics are not ready after {timeout_s:.0f}s: {problem}")
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    records: int
+    in_catalog: bool
+
+
+def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[TopicInfo]:
+    """Topics of this deployment (its prefix), with partition and record counts."""
+    admin = admin_client(settings)
+    metadata = admin.list_topics(timeout=timeout_s)
+    catalog = {settings.topic(t.name) for t in all_topics()}
+    prefix = settings.topic_prefix
+    low = partition_offsets(
+        admin, metadata, OffsetSpec.earliest(), timeout_s=timeout_s, prefix=prefix
+    )
+    high = partition_offsets(
+        admin, metadata, OffsetSpec.latest(), timeout_s=timeout_s, prefix=prefix
+    )
+    infos = []
+    for name in sorted(metadata.topics):
+        if name.startswith("__") or not name.startswith(prefix):
+            continue
+        parts = metadata.topics[name].partitions
+        records = sum(max(0, high[(name, p)] - low[(name, p)]) for p in parts)
+        infos.append(TopicInfo(name, len(parts), records, name in catalog))
+    return infos

@@ -1,0 +1,115 @@
+"""The ``mailroom`` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.broker import EmbeddedBroker
+from streams.settings import Settings
+from topics.errors import MailroomError
+
+app = typer.Typer(
+    help="mailroom: AI orchestration for customer feedback email, on Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="The embedded single-node Kafka (KRaft).", no_args_is_help=True)
+topics_app = typer.Typer(help="The topics of the pipeline.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(topics_app, name="topics")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+# -- broker -----------------------------------------------------------------------------
+@broker_app.command("start")
+def broker_start() -> None:
+    """Start the broker (fetching jars and formatting storage on first use)."""
+    broker = EmbeddedBroker(settings())
+    began = time.monotonic()
+    already = broker.pid() is not None
+    status = broker.start()
+    took = time.monotonic() - began
+    word = "already running" if already else f"started in {took:.1f}s"
+    console.print(
+        f"kafka {word}: 127.0.0.1:{status.port} (pid {status.pid}), data {status.data_dir}"
+    )
+
+
+@broker_app.command("fetch")
+def broker_fetch() -> None:
+    """Fetch the Kafka jars from Maven Central (a no-op when up to date)."""
+    lib = EmbeddedBroker(settings()).fetch_jars()
+    console.print(f"kafka jars in {lib}")
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the broker: SIGTERM (controlled shutdown), then SIGKILL if it hangs."""
+    stopped = EmbeddedBroker(settings()).stop()
+    console.print("kafka stopped" if stopped else "kafka was not running")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Say whether the broker runs, on which port, with which data dir."""
+    status = EmbeddedBroker(settings()).status()
+    console.print(status.describe())
+    if not status.running:
+        raise typer.Exit(3)
+
+
+# -- topics -----------------------------------------------------------------------------
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic of the catalog, retry and DLQ topics included (idempotent)."""
+    from streams.admin import create_topics
+
+    result = create_topics(settings())
+    console.print(f"created {len(result.created)} topics, {len(result.existing)} already existed")
+    for name in result.created:
+        console.print(f"  + {name}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the topics with partitions and record counts."""
+    from streams.admin import list_topics
+
+    table = Table("topic", "partitions", "records", "catalog")
+    for info in list_topics(settings()):
+        table.add_row(
+            info.name, str(info.partitions), str(info.records), "yes" if info.in_catalog else ""
+        )
+    console.print(table)
+
+
+@app.command("demo")
+def demo() -> None:
+    """Start what is not running, create the topics, round-trip a sample email, stop."""
+    from streams.demo import run_demo
+
+    run_demo(settings(), console)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: mailroom errors print one clear line, exit code 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except MailroomError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""One frozen settings object, read from ``MAILROOM_*`` environment variables.
+
+Every Kafka client the project opens (confluent-kafka admin/producer/consumer, aiokafka,
+Faust) takes its connection and security options from here, so SASL/SSL set once applies
+everywhere. OpenTelemetry keeps its own ``OTEL_*`` variables and is not configured here.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Construct with keyword arguments in tests, from the env otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILROOM_", frozen=True, extra="forbid")
+
+    # -- connection -------------------------------------------------------------------
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    client_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra librdkafka options passed verbatim to confluent-kafka clients.",
+    )
+
+    # -- naming -----------------------------------------------------------------------
+    app_id: str = Field(
+        default="mailroom",
+        description="Faust app id: the consumer group and the prefix of changelog topics.",
+    )
+    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+
+    # -- embedded broker --------------------------------------------------------------
+    data_dir: Path = Path(".mailroom")
+    broker_port: int = 9092
+    controller_port: int = 9093
+    kafka_dir: Path | None = Field(
+        default=None, description="Folder with the Maven pom; default: ops/kafka of the checkout."
+    )
+    broker_heap: str = "768m"
+    broker_start_timeout_s: float = 60.0
+
+    # -- limits -----------------------------------------------------------------------
+    max_email_bytes: int = 256 * 1024
+    metrics_port: int = 9464
+
+    # -- derived client configurations -------------------------------------------------
+    def confluent_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration for confluent-kafka clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            conf["ssl.key.location"] = str(self.ssl_keyfile)
+        if self.ssl_key_password:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(self.client_options)
+        conf.update(extra)
+        return conf
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """An SSL context for aiokafka/Faust, or None when the protocol has no TLS."""
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(
+                str(self.ssl_certfile),
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                password=(
+                    self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+                ),
+            )
+        return ctx
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka producers and consumers."""
+        conf: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        ctx = self.ssl_context()
+        if ctx is not None:
+            conf["ssl_context"] = ctx
+        if self.sasl_mechanism:
+            conf["sasl_mechanism"] = self.sasl_mechanism
+            conf["sasl_plain_username"] = self.sasl_username
+            conf["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return conf
+
+    def topic(self, name: str) -> str:
+        """The full topic name with this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"

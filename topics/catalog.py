@@ -1,0 +1,175 @@
+"""Every topic of the default topology, and the stages that join them.
+
+One ``TopicSpec`` per topic. Per-stage retry and dead-letter topics are derived from the
+``StageSpec`` (``<stage>.retry.<n>``, ``<stage>.dlq``), never typed by hand. Every email
+topic has 6 partitions and is keyed by message id, so one email stays on one partition
+number across topics and the classifier/urgency join is co-partitioned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["input", "internal", "terminal", "retry", "dlq"]
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+EMAIL_PARTITIONS = 6
+
+CATEGORIES = ("billing", "technical", "account", "feature_request", "other")
+URGENCY_LEVELS = ("critical", "high", "medium", "low")
+DEFAULT_RETRY_TIERS = 3
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name, the record type of its values, and how it is kept."""
+
+    name: str
+    schema: str | None
+    role: Role
+    doc: str
+    partitions: int = EMAIL_PARTITIONS
+    retention_ms: int = 7 * DAY_MS
+    key: str = "message_id"
+
+    @property
+    def terminal(self) -> bool:
+        return self.role in ("terminal", "dlq")
+
+
+INBOUND = "emails.inbound"
+ACCEPTED = "emails.accepted"
+IGNORED = "emails.ignored"
+CLASSIFIED = "emails.classified"
+SCORED = "emails.scored"
+TRIAGED = "emails.triaged"
+ROUTE_CRITICAL = "emails.route.critical"
+EXTRACTED = "emails.extracted"
+ESCALATE = "emails.escalate"
+DRAFTS_GENERATED = "drafts.generated"
+DRAFTS_REVISE = "drafts.revise"
+DRAFTS_APPROVED = "drafts.approved"
+RESPONSES = "responses"
+ESCALATIONS = "escalations"
+
+
+def route_topic(category: str) -> str:
+    """The router's output topic for a category (``emails.route.billing``, ...)."""
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}")
+    return f"emails.route.{category}"
+
+
+ROUTE_TOPICS = tuple(route_topic(c) for c in CATEGORIES)
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(INBOUND, "FeedbackEmail", "input", "customer emails, Avro or JSON"),
+    TopicSpec(
+        IGNORED,
+        "Ticket",
+        "terminal",
+        "no model spent: auto-replies, bounces, spam",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(ACCEPTED, "Ticket", "internal", "emails worth answering, fanned out to triage"),
+    TopicSpec(CLASSIFIED, "Ticket", "internal", "classifier half of the triage join"),
+    TopicSpec(SCORED, "Ticket", "internal", "urgency/sentiment half of the triage join"),
+    TopicSpec(TRIAGED, "Ticket", "internal", "category + urgency, ready to route"),
+    TopicSpec(ROUTE_CRITICAL, "Ticket", "internal", "critical urgency: straight to a human"),
+    *(
+        TopicSpec(route_topic(c), "Ticket", "internal", f"routed by category: {c}")
+        for c in CATEGORIES
+    ),
+    TopicSpec(EXTRACTED, "Ticket", "internal", "action items, amounts, dates, accounts"),
+    TopicSpec(DRAFTS_GENERATED, "Ticket", "internal", "a reply draft to check"),
+    TopicSpec(DRAFTS_REVISE, "Ticket", "internal", "checker feedback for the next draft"),
+    TopicSpec(DRAFTS_APPROVED, "Ticket", "internal", "a draft good enough to send"),
+    TopicSpec(ESCALATE, "Ticket", "internal", "a stage asks for a human, with a reason"),
+    TopicSpec(RESPONSES, "Response", "terminal", "auto-sent replies", retention_ms=30 * DAY_MS),
+    TopicSpec(ESCALATIONS, "Escalation", "terminal", "the human queue", retention_ms=30 * DAY_MS),
+)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage: the topics it reads and writes; its retry and DLQ topics derive from it."""
+
+    name: str
+    model: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def retry_topic(self, attempt: int) -> str:
+        if attempt < 1:
+            raise ValueError("retry attempts count from 1")
+        return f"{self.name}.retry.{attempt}"
+
+    def retry_topics(self, tiers: int = DEFAULT_RETRY_TIERS) -> tuple[str, ...]:
+        return tuple(self.retry_topic(n) for n in range(1, tiers + 1))
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.name}.dlq"
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("prefilter", "prefilter-rules", (INBOUND,), (ACCEPTED, IGNORED)),
+    StageSpec("classify", "tfidf-logreg", (ACCEPTED,), (CLASSIFIED,)),
+    StageSpec("urgency", "vader-cues", (ACCEPTED,), (SCORED,)),
+    StageSpec("join", "triage-join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE)),
+    StageSpec("route", "router", (TRIAGED,), (ROUTE_CRITICAL, *ROUTE_TOPICS)),
+    StageSpec("extract", "extract-rules", ROUTE_TOPICS, (EXTRACTED,)),
+    StageSpec("generate", "templates", (EXTRACTED, DRAFTS_REVISE), (DRAFTS_GENERATED,)),
+    StageSpec(
+        "quality", "quality-rules", (DRAFTS_GENERATED,), (DRAFTS_APPROVED, DRAFTS_REVISE, ESCALATE)
+    ),
+    StageSpec(
+        "escalate",
+        "escalation-policy",
+        (ROUTE_CRITICAL, DRAFTS_APPROVED, ESCALATE),
+        (RESPONSES, ESCALATIONS),
+    ),
+)
+
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def stage(name: str) -> StageSpec:
+    for spec in STAGES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown stage {name!r}; known: {', '.join(STAGE_NAMES)}")
+
+
+def stage_topics(spec: StageSpec, tiers: int = DEFAULT_RETRY_TIERS) -> Iterator[TopicSpec]:
+    """The retry tiers and the dead-letter topic of one stage."""
+    for n, name in enumerate(spec.retry_topics(tiers), start=1):
+        yield TopicSpec(name, None, "retry", f"{spec.name} attempt {n + 1}, delayed")
+    yield TopicSpec(
+        spec.dlq_topic,
+        None,
+        "dlq",
+        f"{spec.name} dead letters, replayable",
+        retention_ms=30 * DAY_MS,
+    )
+
+
+def all_topics(tiers: int = DEFAULT_RETRY_TIERS) -> tuple[TopicSpec, ...]:
+    """Every topic ``mailroom topics create`` makes, in a stable order."""
+    derived = [t for spec in STAGES for t in stage_topics(spec, tiers)]
+    return (*TOPICS, *derived)
+
+
+def topic(name: str, tiers: int = DEFAULT_RETRY_TIERS) -> TopicSpec:
+    for spec in all_topics(tiers):
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown topic {name!r}")
+
+
+def terminal_topics(tiers: int = DEFAULT_RETRY_TIERS) -> tuple[str, ...]:
+    """Where an email may end: the ledger invariant is exactly one of these per message id."""
+    return tuple(t.name for t in all_topics(tiers) if t.terminal)
