@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,8 @@ broker_app = typer.Typer(help="The embedded single-node Kafka (KRaft).", no_args
 topics_app = typer.Typer(help="The topics of the pipeline.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
+models_app = typer.Typer(help="The local models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 console = Console()
 err = Console(stderr=True)
@@ -92,6 +95,20 @@ def topics_list() -> None:
             info.name, str(info.partitions), str(info.records), "yes" if info.in_catalog else ""
         )
     console.print(table)
+
+
+# -- models -----------------------------------------------------------------------------
+@models_app.command("train")
+def models_train(
+    force: Annotated[bool, typer.Option(help="retrain even if the artifact exists")] = False,
+) -> None:
+    """Train the classifier on the bundled samples; cached by content hash in the data dir."""
+    from streams.models import train_classifier
+
+    began = time.monotonic()
+    path, trained = train_classifier(settings().data_dir, force=force)
+    word = f"trained in {time.monotonic() - began:.1f}s" if trained else "up to date"
+    console.print(f"classifier {word}: {path}")
 
 
 @app.command("demo")
