@@ -119,7 +119,7 @@ def from_message(msg: EmailMessage, *, source: str) -> dict[str, Any]:
 def read_eml(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as handle:
         msg = email.message_from_binary_file(handle, policy=email.policy.default)
-    yield from_message(msg, source="eml")  # type: ignore[arg-type]
+    yield from_message(msg, source="eml")
 
 
 def read_mbox(path: Path) -> Iterator[dict[str, Any]]:
@@ -128,7 +128,7 @@ def read_mbox(path: Path) -> Iterator[dict[str, Any]]:
         for key in box.iterkeys():
             raw = box.get_bytes(key)
             msg = email.message_from_bytes(raw, policy=email.policy.default)
-            yield from_message(msg, source="mbox")  # type: ignore[arg-type]
+            yield from_message(msg, source="mbox")
     finally:
         box.close()
 
