@@ -49,7 +49,11 @@ def create_topics(
                 name,
                 num_partitions=spec.partitions,
                 replication_factor=-1,  # the broker's default.replication.factor
-                config={"retention.ms": str(spec.retention_ms)},
+                config=(
+                    {"cleanup.policy": "compact"}
+                    if spec.compacted
+                    else {"retention.ms": str(spec.retention_ms)}
+                ),
             )
         )
     if not wanted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -109,6 +110,64 @@ def models_train(
     path, trained = train_classifier(settings().data_dir, force=force)
     word = f"trained in {time.monotonic() - began:.1f}s" if trained else "up to date"
     console.print(f"classifier {word}: {path}")
+
+
+# -- pipeline ---------------------------------------------------------------------------
+@app.command("worker")
+def worker(
+    stages: Annotated[str, typer.Option(help="comma-separated stages; default all")] = "",
+) -> None:
+    """Run stages (all, or a subset) in this process; more processes share the partitions."""
+    import asyncio
+    import logging
+
+    from streams.worker import run_worker
+    from topics import catalog
+
+    chosen = [s.strip() for s in stages.split(",") if s.strip()] or list(catalog.STAGE_NAMES)
+    for name in chosen:
+        catalog.stage(name)  # unknown names fail before anything starts
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(settings(), chosen))
+
+
+@app.command("produce")
+def produce(
+    paths: Annotated[list[Path], typer.Argument(help=".eml, .mbox, .jsonl, .csv or folders")],
+    rate: Annotated[float, typer.Option(help="emails per second; 0 = as fast as possible")] = 0,
+) -> None:
+    """Produce emails from files to emails.inbound (Avro, keyed by message id)."""
+    from rich.progress import Progress
+
+    from streams.produce import produce_emails, read_paths
+
+    with Progress(console=err) as progress:
+        ids = produce_emails(settings(), read_paths(paths), rate=rate or None, progress=progress)
+    console.print(f"produced {len(ids)} emails to {settings().topic('emails.inbound')}")
+
+
+@app.command("consume")
+def consume(
+    topic: Annotated[str, typer.Argument(help="a catalog topic, e.g. responses")],
+    follow: Annotated[bool, typer.Option(help="keep waiting for new records")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    limit: Annotated[int, typer.Option(help="stop after this many records; 0 = no limit")] = 0,
+) -> None:
+    """Print the records of a topic, decoded (pretty by default)."""
+    from streams.consume import consume_topic
+
+    consume_topic(settings(), topic, follow=follow, as_json=as_json, limit=limit, console=console)
+
+
+@app.command("audit")
+def audit() -> None:
+    """Check the ledger: every inbound message id is in exactly one terminal topic."""
+    from streams.audit import run_audit
+
+    report = run_audit(settings())
+    console.print(report.describe())
+    if report.missing or report.duplicated:
+        raise typer.Exit(1)
 
 
 @app.command("demo")

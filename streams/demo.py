@@ -1,40 +1,54 @@
-"""``mailroom demo``: the whole set-up on the embedded broker, end to end."""
+"""``mailroom demo``: the whole pipeline on the embedded broker, on our bundled samples."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
-import uuid
+from collections import Counter
+from importlib import resources
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
 from rich.console import Console
 
 from streams.admin import create_topics
+from streams.audit import read_keys, run_audit
 from streams.broker import EmbeddedBroker
+from streams.produce import produce_emails
 from streams.settings import Settings
 from topics import catalog
-from topics.codec import Codec, InboundCodec
+from topics.codec import Codec
 
 
-def sample_email(n: int) -> dict[str, Any]:
-    return {
-        "message_id": f"<demo-{n}-{uuid.uuid4().hex[:12]}@mailroom.dev>",
-        "received_at": int(time.time() * 1000),
-        "sender": "ana.customer@example.com",
-        "recipient": "support@mailroom.dev",
-        "subject": "Charged twice for my March invoice",
-        "body_text": "Hi, my card was charged twice for invoice INV-2291 (49.00 EUR). "
-        "Please refund the duplicate. Thanks, Ana",
-        "body_html": None,
-        "headers": {},
-        "in_reply_to": None,
-        "attachments": [],
-        "source": "demo",
-    }
+def demo_emails(run: str) -> list[dict[str, Any]]:
+    """Our ~200 bundled sample emails, with ids unique to this run."""
+    text = resources.files("processors.data").joinpath("demo.jsonl").read_text("utf-8")
+    now = int(time.time() * 1000)
+    emails = []
+    for line in text.splitlines():
+        row = json.loads(line)
+        emails.append(
+            {
+                "message_id": row["message_id"].replace("@", f".{run}@"),
+                "received_at": now,
+                "sender": row["sender"],
+                "recipient": "support@mailroom.dev",
+                "subject": row.get("subject", ""),
+                "body_text": row["body_text"],
+                "body_html": None,
+                "headers": row.get("headers", {}),
+                "in_reply_to": None,
+                "attachments": [],
+                "source": "demo",
+            }
+        )
+    return emails
 
 
-def run_demo(settings: Settings, console: Console) -> None:
+def run_demo(settings: Settings, console: Console, *, timeout_s: float = 300.0) -> None:
     broker = EmbeddedBroker(settings)
     started = broker.pid() is None
     began = time.monotonic()
@@ -43,52 +57,104 @@ def run_demo(settings: Settings, console: Console) -> None:
         f"broker {'started' if started else 'already running'} "
         f"({time.monotonic() - began:.1f}s) on {settings.bootstrap_servers}"
     )
+    worker = None
     try:
         result = create_topics(settings)
         console.print(f"topics: {len(result.created)} created, {len(result.existing)} existed")
-        round_trips(settings, console)
+        log = (settings.data_dir / "demo-worker.log").open("wb")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env={
+                **os.environ,
+                "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                "MAILROOM_DATA_DIR": str(settings.data_dir),
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        emails = demo_emails(f"{int(time.time())}")
+        ids = {e["message_id"] for e in emails}
+        t0 = time.monotonic()
+        produce_emails(settings, emails)
+        console.print(f"produced {len(emails)} sample emails; waiting until all are terminal")
+        while True:
+            terminal = terminal_records(settings, ids)
+            if len(terminal) >= len(ids) or time.monotonic() - t0 > timeout_s:
+                break
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker exited; see {settings.data_dir}/demo-worker.log")
+            time.sleep(1.0)
+        elapsed = time.monotonic() - t0
+        summarize(console, terminal, len(ids), elapsed)
+        report = run_audit(settings)
+        console.print(
+            f"audit: {len(report.missing)} missing, {len(report.duplicated)} in two terminal topics"
+        )
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         if started:
             broker.stop()
             console.print("broker stopped")
 
 
-def round_trips(settings: Settings, console: Console, count: int = 50) -> list[float]:
-    """Produce sample emails one at a time and time each until it is consumed back."""
-    topic = settings.topic(catalog.INBOUND)
-    producer = Producer(settings.confluent_config(acks="all", **{"enable.idempotence": True}))
-    consumer = Consumer(
-        settings.confluent_config(
-            **{"group.id": f"demo-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
-        )
+def terminal_records(settings: Settings, ids: set[str]) -> dict[str, tuple[str, Any]]:
+    found: dict[str, tuple[str, Any]] = {}
+    decoders = {
+        catalog.RESPONSES: Codec("Response"),
+        catalog.ESCALATIONS: Codec("Escalation"),
+        catalog.IGNORED: Codec("Ticket"),
+    }
+    for topic in catalog.terminal_topics():
+        for key, value, timestamp in read_keys(settings, topic):
+            mid = (key or b"").decode(errors="replace")
+            if mid in ids:
+                record = decoders[topic].decode(value) if topic in decoders else None
+                found[mid] = (topic, (record, timestamp))
+    return found
+
+
+def summarize(
+    console: Console, terminal: dict[str, tuple[str, Any]], total: int, elapsed: float
+) -> None:
+    by_topic = Counter(topic for topic, _ in terminal.values())
+    reasons = Counter(
+        rec["reason"] for topic, (rec, _) in terminal.values() if topic == catalog.ESCALATIONS
     )
-    consumer.subscribe([topic])
-    encoder, decoder = Codec("FeedbackEmail"), InboundCodec(max_bytes=settings.max_email_bytes)
-    while not consumer.assignment():  # join the group before timing anything
-        consumer.poll(0.1)
-    latencies = []
-    try:
-        for n in range(count):
-            email = sample_email(n)
-            sent = time.perf_counter()
-            producer.produce(topic, encoder.encode(email), key=email["message_id"])
-            producer.flush(10)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.2)
-                if msg is None or msg.error():
-                    continue
-                if decoder.decode_inbound(msg.value())["message_id"] == email["message_id"]:
-                    latencies.append((time.perf_counter() - sent) * 1000)
-                    break
-            else:
-                raise SystemExit(f"sample email {n} did not come back within 30s")
-    finally:
-        consumer.close()
-    latencies.sort()
+    ignored = Counter(
+        rec["decisions"][0]["detail"]
+        for topic, (rec, _) in terminal.values()
+        if topic == catalog.IGNORED
+    )
+    latencies = sorted(
+        ts - rec["received_at"]
+        for topic, (rec, ts) in terminal.values()
+        if topic in (catalog.RESPONSES, catalog.ESCALATIONS)
+    )
+    calls = [
+        rec["model_calls"]
+        for topic, (rec, _) in terminal.values()
+        if topic in (catalog.RESPONSES, catalog.ESCALATIONS)
+    ]
+    answered = by_topic[catalog.RESPONSES]
+    console.print(f"\n[bold]{len(terminal)}/{total} emails terminal in {elapsed:.1f}s[/]")
+    console.print(f"  automated: {answered} ({100 * answered / max(total, 1):.1f}%)")
     console.print(
-        f"{count} emails round-tripped through {topic} (Avro, acks=all, idempotent): "
-        f"p50 {statistics.median(latencies):.1f} ms, "
-        f"p95 {latencies[int(0.95 * (count - 1))]:.1f} ms, max {latencies[-1]:.1f} ms"
+        f"  escalated: {by_topic[catalog.ESCALATIONS]} "
+        + ", ".join(f"{r} {n}" for r, n in reasons.most_common())
     )
-    return latencies
+    console.print(
+        f"  ignored:   {by_topic[catalog.IGNORED]} "
+        + ", ".join(f"{r} {n}" for r, n in ignored.most_common())
+    )
+    dead = sum(n for t, n in by_topic.items() if t.endswith(".dlq"))
+    console.print(f"  dead-lettered: {dead}")
+    if latencies:
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        console.print(
+            f"  end-to-end latency: p50 {statistics.median(latencies):.0f} ms, p95 {p95} ms"
+        )
+        console.print(f"  model calls per email: {statistics.mean(calls):.2f}")
+    console.print(f"  throughput: {len(terminal) / elapsed:.1f} emails/s")

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     broker_heap: str = "768m"
     broker_start_timeout_s: float = 60.0
 
+    # -- pipeline ---------------------------------------------------------------------
+    join_timeout_s: float = Field(default=30.0, description="triage-join wait before escalating")
+
     # -- limits -----------------------------------------------------------------------
     max_email_bytes: int = 256 * 1024
     metrics_port: int = 9464

@@ -34,6 +34,7 @@ class TopicSpec:
     partitions: int = EMAIL_PARTITIONS
     retention_ms: int = 7 * DAY_MS
     key: str = "message_id"
+    compacted: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -52,6 +53,7 @@ ESCALATE = "emails.escalate"
 DRAFTS_GENERATED = "drafts.generated"
 DRAFTS_REVISE = "drafts.revise"
 DRAFTS_APPROVED = "drafts.approved"
+JOIN_CHANGELOG = "join.changelog"
 RESPONSES = "responses"
 ESCALATIONS = "escalations"
 
@@ -88,6 +90,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DRAFTS_REVISE, "Ticket", "internal", "checker feedback for the next draft"),
     TopicSpec(DRAFTS_APPROVED, "Ticket", "internal", "a draft good enough to send"),
     TopicSpec(ESCALATE, "Ticket", "internal", "a stage asks for a human, with a reason"),
+    TopicSpec(
+        JOIN_CHANGELOG, "Ticket", "internal", "triage-join state: halves waiting", compacted=True
+    ),
     TopicSpec(RESPONSES, "Response", "terminal", "auto-sent replies", retention_ms=30 * DAY_MS),
     TopicSpec(ESCALATIONS, "Escalation", "terminal", "the human queue", retention_ms=30 * DAY_MS),
 )
@@ -119,7 +124,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("prefilter", "prefilter-rules", (INBOUND,), (ACCEPTED, IGNORED)),
     StageSpec("classify", "tfidf-logreg", (ACCEPTED,), (CLASSIFIED,)),
     StageSpec("urgency", "vader-cues", (ACCEPTED,), (SCORED,)),
-    StageSpec("join", "triage-join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE)),
+    StageSpec("join", "triage-join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE, JOIN_CHANGELOG)),
     StageSpec("route", "router", (TRIAGED,), (ROUTE_CRITICAL, *ROUTE_TOPICS)),
     StageSpec("extract", "extract-rules", ROUTE_TOPICS, (EXTRACTED,)),
     StageSpec("generate", "templates", (EXTRACTED, DRAFTS_REVISE), (DRAFTS_GENERATED,)),

@@ -331,6 +331,56 @@ def write(path: Path, rows: list[dict[str, object]]) -> None:
     print(f"wrote {len(rows)} emails to {path}")
 
 
+SPECIAL = [
+    {
+        "sender": "ana@example.com",
+        "subject": "Automatic reply: Re: your ticket",
+        "body_text": "I am out of the office until Monday.",
+        "headers": {"Auto-Submitted": "auto-replied"},
+    },
+    {
+        "sender": "MAILER-DAEMON@mx.example.com",
+        "subject": "Undelivered Mail Returned to Sender",
+        "body_text": "This is the mail system. Your message could not be delivered.",
+    },
+    {
+        "sender": "news@vendor.example",
+        "subject": "Our weekly digest",
+        "body_text": "Ten tips for better spreadsheets.",
+        "headers": {"List-Unsubscribe": "<mailto:unsubscribe@vendor.example>"},
+    },
+    {
+        "sender": "prize@lucky.example",
+        "subject": "Congratulations!",
+        "body_text": "You have won! Click here to claim your prize. 100% guaranteed.",
+    },
+    {"sender": "bo@example.com", "subject": "Re: ticket", "body_text": "> quoted only\n> text"},
+    {
+        "sender": "cto@bigcustomer.example",
+        "subject": "PRODUCTION DOWN",
+        "body_text": "Our whole team is down and production is completely broken. Fix it now.",
+    },
+    {
+        "sender": "legal@angry.example",
+        "subject": "Final warning",
+        "body_text": "You charged me twice again. My lawyer will take legal action this week.",
+    },
+    {
+        "sender": "finance@corp.example",
+        "subject": "Refund request",
+        "body_text": "Please refund the $1,800.00 annual charge on INV-99120, we never used it.",
+    },
+]
+
+
+def demo_set() -> list[dict[str, object]]:
+    rows = dataset(seed=99, count=192, start=9000)
+    for n, row in enumerate(SPECIAL):
+        rows.append({"message_id": f"<special-{n}@customers.example.com>", **row})
+    return rows
+
+
 if __name__ == "__main__":
+    write(OUT / "demo.jsonl", demo_set())
     write(OUT / "training.jsonl", dataset(seed=20261123, count=600))
     write(OUT / "holdout.jsonl", dataset(seed=7, count=150, start=5000))

@@ -1,0 +1,83 @@
+"""``mailroom consume``: read a topic and print its records decoded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+
+from streams.clients import reader
+from streams.settings import Settings
+from topics import catalog
+from topics import headers as h
+from topics.codec import Codec, InboundCodec
+from topics.errors import CodecError
+
+
+def decode(topic: str, value: bytes | None, key: bytes | None) -> dict[str, Any] | None:
+    try:
+        spec = catalog.topic(topic)
+    except KeyError:
+        return None
+    if spec.schema is None:
+        return None
+    try:
+        if spec.name == catalog.INBOUND:
+            return InboundCodec().decode_inbound(value, key=key)
+        return Codec(spec.schema).decode(value)
+    except CodecError:
+        return None
+
+
+def pretty(topic: str, record: dict[str, Any]) -> str:
+    if topic == catalog.RESPONSES:
+        return (
+            f"[bold green]reply[/] {record['message_id']} -> {record['recipient']} "
+            f"({record['category']}, draft {record['iteration']}, "
+            f"score {record['quality_score']:.2f})\n{record['body']}\n"
+        )
+    if topic == catalog.ESCALATIONS:
+        return (
+            f"[bold yellow]escalated[/] {record['message_id']}: {record['reason']} "
+            f"({record['detail']}) subject: {record['email']['subject']}"
+        )
+    return json.dumps(record, default=str)[:400]
+
+
+def consume_topic(
+    settings: Settings, topic: str, *, follow: bool, as_json: bool, limit: int, console: Console
+) -> int:
+    consumer = reader(settings)
+    consumer.subscribe([settings.topic(topic)])
+    shown, idle = 0, 0
+    try:
+        while limit == 0 or shown < limit:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                idle += 1
+                if not follow and idle > 6:
+                    break
+                continue
+            idle = 0
+            if msg.error():
+                continue
+            record = decode(topic, msg.value(), msg.key())
+            if record is None:  # retry/DLQ topics: raw bytes and metadata headers
+                record = {
+                    "key": (msg.key() or b"").decode(errors="replace"),
+                    "headers": {
+                        k: (v or b"").decode(errors="replace")[:200]
+                        for k, v in msg.headers() or ()
+                        if k != h.ERROR_STACKTRACE
+                    },
+                    "value_bytes": len(msg.value() or b""),
+                }
+            if as_json:
+                console.print_json(json.dumps(record, default=str))
+            else:
+                console.print(pretty(topic, record))
+            shown += 1
+    finally:
+        consumer.close()
+    return shown

@@ -1,0 +1,126 @@
+"""The triage join: classifier and urgency results for one message id, merged.
+
+Both halves arrive keyed by message id on co-partitioned topics. The first half waits in
+a table that is backed by the compacted ``join.changelog`` topic (written before the input
+offset is committed; restored when a partition is assigned), so a crash loses no half.
+A half that waits longer than the join timeout is escalated with reason ``join_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from streams.runtime import Output, StageRunner, decision
+from streams.settings import Settings
+from streams.stages import TICKET, out
+from topics import catalog
+
+log = logging.getLogger("mailroom.join")
+
+
+def merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(first)
+    merged["classification"] = first["classification"] or second["classification"]
+    merged["urgency"] = first["urgency"] or second["urgency"]
+    merged["model_calls"] = first["model_calls"] + second["model_calls"]
+    merged["cost"] = first["cost"] + second["cost"]
+    seen = {(d["stage"], d["at"]) for d in first["decisions"]}
+    extra = [d for d in second["decisions"] if (d["stage"], d["at"]) not in seen]
+    merged["decisions"] = sorted(first["decisions"] + extra, key=lambda d: d["at"])
+    return merged
+
+
+class TriageJoin:
+    def __init__(self, settings: Settings, timeout_s: float) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        # message id -> (ticket, monotonic time it started waiting)
+        self.pending: dict[str, tuple[dict[str, Any], float]] = {}
+        self.runner: StageRunner | None = None
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+        began = time.perf_counter()
+        ticket = TICKET.decode(record.value)
+        mid = ticket["message_id"]
+        key = mid.encode()
+        waiting = self.pending.pop(mid, None)
+        if waiting is None:
+            self.pending[mid] = (ticket, time.monotonic())
+            return [Output(catalog.JOIN_CHANGELOG, record.value, key)]
+        merged = merge(waiting[0], ticket)
+        merged["decisions"].append(
+            decision(
+                "join",
+                "triage-join",
+                "joined",
+                began,
+                f"waited {time.monotonic() - waiting[1]:.3f}s",
+            )
+        )
+        return [out(catalog.TRIAGED, merged, record), Output(catalog.JOIN_CHANGELOG, None, key)]
+
+    async def restore(self, assigned: set[TopicPartition]) -> None:
+        """Reload the waiting halves of the assigned partitions from the changelog."""
+        numbers = {tp.partition for tp in assigned}
+        if not numbers:
+            return
+        topic = self.settings.topic(catalog.JOIN_CHANGELOG)
+        parts = [TopicPartition(topic, n) for n in numbers]
+        consumer = AIOKafkaConsumer(**self.settings.aiokafka_config(), enable_auto_commit=False)
+        await consumer.start()
+        restored = 0
+        try:
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            todo = {tp for tp in parts if ends[tp] > 0}
+            while todo:
+                batch = await consumer.getmany(*todo, timeout_ms=500)
+                for tp, records in batch.items():
+                    for rec in records:
+                        mid = rec.key.decode()
+                        if rec.value is None:
+                            self.pending.pop(mid, None)
+                        else:
+                            self.pending[mid] = (TICKET.decode(rec.value), time.monotonic())
+                            restored += 1
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        todo.discard(tp)
+                for tp in list(todo):
+                    if await consumer.position(tp) >= ends[tp]:
+                        todo.discard(tp)
+        finally:
+            await consumer.stop()
+        if restored:
+            log.info("join restored %d waiting halves for partitions %s", restored, sorted(numbers))
+
+    async def expire(self, stop: asyncio.Event) -> None:
+        """Escalate halves that waited longer than the timeout."""
+        while not stop.is_set():
+            await asyncio.sleep(min(1.0, self.timeout_s / 4))
+            deadline = time.monotonic() - self.timeout_s
+            expired = [mid for mid, (_, since) in self.pending.items() if since < deadline]
+            for mid in expired:
+                ticket, _ = self.pending.pop(mid)
+                began = time.perf_counter()
+                ticket["escalation_reason"] = "join_timeout"
+                missing = "urgency" if ticket["urgency"] is None else "classification"
+                ticket["escalation_detail"] = f"no {missing} result after {self.timeout_s:.0f}s"
+                ticket["decisions"].append(
+                    decision(
+                        "join", "triage-join", "join_timeout", began, ticket["escalation_detail"]
+                    )
+                )
+                key = mid.encode()
+                if self.runner is not None:
+                    await self.runner.send_all(
+                        [
+                            Output(catalog.ESCALATE, TICKET.encode(ticket), key),
+                            Output(catalog.JOIN_CHANGELOG, None, key),
+                        ]
+                    )

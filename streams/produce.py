@@ -1,0 +1,65 @@
+"""``mailroom produce``: emails from files onto ``emails.inbound``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from streams.clients import durable_producer
+from streams.ingest import read_emails
+from streams.settings import Settings
+from topics import catalog
+from topics import headers as h
+from topics.codec import Codec
+
+
+def produce_emails(
+    settings: Settings,
+    emails: Iterable[dict[str, Any]],
+    *,
+    rate: float | None = None,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Produce every email (Avro) keyed by message id; return the ids, once all are acked."""
+    topic = settings.topic(catalog.INBOUND)
+    producer = durable_producer(settings)
+    codec = Codec("FeedbackEmail", max_bytes=None)
+    failures: list[str] = []
+    ids: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(f"{msg.key()!r}: {err}")
+
+    task = progress.add_task("producing", total=None) if progress else None
+    began = time.monotonic()
+    for n, email in enumerate(emails, start=1):
+        if rate:
+            wait = began + n / rate - time.monotonic()
+            if wait > 0:
+                producer.poll(wait)
+        key = email["message_id"].encode()
+        producer.produce(
+            topic,
+            codec.encode(email),
+            key=key,
+            on_delivery=delivered,
+            headers=[(h.MESSAGE_ID, key), (h.CONTENT_TYPE, b"avro/binary")],
+        )
+        producer.poll(0)
+        ids.append(email["message_id"])
+        if progress and task is not None:
+            progress.update(task, completed=n)
+    remaining = producer.flush(30)
+    if remaining or failures:
+        raise RuntimeError(f"{remaining} not delivered; failures: {failures[:5]}")
+    return ids
+
+
+def read_paths(paths: Iterable[Path]) -> Iterable[dict[str, Any]]:
+    for path in paths:
+        yield from read_emails(path)

@@ -1,0 +1,224 @@
+"""The whole pipeline: a worker in its own process, emails in through the CLI and kcat."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.admin import create_topics
+from streams.audit import read_keys, run_audit
+from streams.settings import Settings
+from tests.kafka_helpers import wait_for
+from topics import catalog
+from topics.codec import Codec
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "processors" / "data"
+MAIL = ROOT / "tests" / "fixtures" / "mail"
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
+        "MAILROOM_APP_ID": settings.app_id,
+        "MAILROOM_DATA_DIR": str(settings.data_dir),
+        "MAILROOM_JOIN_TIMEOUT_S": str(settings.join_timeout_s),
+    }
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+class Workers:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, stages: str = "") -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "streams.cli", "worker"]
+        if stages:
+            args += ["--stages", stages]
+        with (self.settings.data_dir / f"worker-{len(self.procs)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                args, env=env_for(self.settings), stdout=log, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def pipeline(kafka: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Workers]]:
+    settings = kafka.model_copy(update={"data_dir": tmp_path, "join_timeout_s": 5.0})
+    create_topics(settings)
+    workers = Workers(settings)
+    try:
+        yield settings, workers
+    finally:
+        workers.stop()
+
+
+def settled(settings: Settings, expected: int) -> bool:
+    report = run_audit(settings)
+    return report.inbound >= expected and not report.missing
+
+
+def test_200_emails_and_a_kcat_email_all_end_in_exactly_one_terminal_topic(
+    pipeline: tuple[Settings, Workers],
+) -> None:
+    settings, workers = pipeline
+    workers.start()
+    training = [json.loads(line) for line in (DATA / "training.jsonl").read_text().splitlines()]
+    batch = settings.data_dir / "batch.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in training[:200]))
+    produced = cli(settings, "produce", str(batch))
+    assert produced.returncode == 0, produced.stderr
+    assert "produced 200 emails" in produced.stdout
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is installed by make setup / .ci/run"
+    subprocess.run(
+        [
+            kcat,
+            "-P",
+            "-b",
+            settings.bootstrap_servers,
+            "-t",
+            settings.topic(catalog.INBOUND),
+            "-k",
+            "<kcat-1@example.com>",
+        ],
+        input=b'{"sender": "kc@example.com", "subject": "Refund", '
+        b'"body_text": "Please refund the double charge of $20 on INV-7781."}',
+        check=True,
+        timeout=60,
+    )
+    wait_for(lambda: settled(settings, 201), timeout_s=180, what="every email terminal")
+    audit = cli(settings, "audit")
+    assert audit.returncode == 0, audit.stdout
+    assert "missing (in no terminal topic): 0" in audit.stdout
+    assert "in more than one terminal topic: 0" in audit.stdout
+    answered = {k for k, _, _ in read_keys(settings, catalog.RESPONSES)}
+    escalated = {k for k, _, _ in read_keys(settings, catalog.ESCALATIONS)}
+    assert b"<kcat-1@example.com>" in answered | escalated
+    assert len(answered) > 100  # most sample emails are answered automatically
+
+
+def test_a_critical_email_never_reaches_the_generator(
+    pipeline: tuple[Settings, Workers], tmp_path: Path
+) -> None:
+    settings, workers = pipeline
+    workers.start()
+    mail = tmp_path / "critical.jsonl"
+    mail.write_text(
+        json.dumps(
+            {
+                "message_id": "<critical-1@example.com>",
+                "sender": "cto@bigcustomer.example",
+                "subject": "OUTAGE",
+                "body_text": "Our whole team is down and production is completely "
+                "broken since 9am. We are losing money every minute. Fix it now.",
+            }
+        )
+        + "\n"
+    )
+    assert cli(settings, "produce", str(mail)).returncode == 0
+    escalations = wait_for(
+        lambda: read_keys(settings, catalog.ESCALATIONS), timeout_s=120, what="the escalation"
+    )
+    record = Codec("Escalation").decode(escalations[0][1])
+    assert record["reason"] == "critical_urgency"
+    stages = [d["stage"] for d in record["decisions"]]
+    assert "generate" not in stages
+    assert stages[-2:] == ["route", "escalate"]
+    assert read_keys(settings, catalog.DRAFTS_GENERATED) == []
+
+
+def test_a_low_scoring_draft_is_revised(pipeline: tuple[Settings, Workers]) -> None:
+    settings, workers = pipeline
+    workers.start()
+    training = [json.loads(line) for line in (DATA / "training.jsonl").read_text().splitlines()]
+    batch = settings.data_dir / "batch.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in training[200:260]))
+    assert cli(settings, "produce", str(batch)).returncode == 0
+    wait_for(lambda: settled(settings, 60), timeout_s=180, what="every email terminal")
+    revised = []
+    for _, value, _ in read_keys(settings, catalog.RESPONSES):
+        record = Codec("Response").decode(value)
+        drafts = [d for d in record["decisions"] if d["stage"] == "generate"]
+        if len(drafts) >= 2:
+            revised.append(record)
+    assert revised, "at least one draft of 60 should have needed a revision"
+    for record in revised:
+        assert record["iteration"] >= 1
+        assert record["quality_score"] >= 0.7
+        checks = [d for d in record["decisions"] if d["stage"] == "quality"]
+        assert checks[0]["outcome"] == "revise"
+
+
+def test_a_join_whose_second_half_never_arrives_escalates(
+    pipeline: tuple[Settings, Workers], tmp_path: Path
+) -> None:
+    settings, workers = pipeline
+    workers.start("prefilter,classify,join,route,extract,generate,quality,escalate")  # no urgency
+    mail = tmp_path / "one.jsonl"
+    mail.write_text(
+        json.dumps(
+            {
+                "message_id": "<lonely-1@example.com>",
+                "sender": "a@x.example",
+                "body_text": "Please refund invoice INV-1234.",
+            }
+        )
+        + "\n"
+    )
+    assert cli(settings, "produce", str(mail)).returncode == 0
+    escalations = wait_for(
+        lambda: read_keys(settings, catalog.ESCALATIONS), timeout_s=120, what="the join timeout"
+    )
+    record = Codec("Escalation").decode(escalations[0][1])
+    assert record["reason"] == "join_timeout"
+    assert "no urgency result" in record["detail"]
+
+
+def test_two_workers_share_the_partitions(pipeline: tuple[Settings, Workers]) -> None:
+    settings, workers = pipeline
+    workers.start()
+    workers.start()
+    training = [json.loads(line) for line in (DATA / "training.jsonl").read_text().splitlines()]
+    batch = settings.data_dir / "batch.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in training[300:400]))
+    assert cli(settings, "produce", str(batch), str(MAIL)).returncode == 0
+    wait_for(lambda: settled(settings, 109), timeout_s=180, what="every email terminal")
+    report = run_audit(settings)
+    assert report.missing == []
+    assert report.duplicated == {}
+    logs = [p.read_text() for p in sorted(settings.data_dir.glob("worker-*.log"))]
+    # Each worker was assigned some partitions of the prefilter's input.
+    assert all("emails.inbound" in log and "newly assigned" in log for log in logs)
