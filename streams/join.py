@@ -39,8 +39,8 @@ class TriageJoin:
     def __init__(self, settings: Settings, timeout_s: float) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
-        # message id -> (ticket, monotonic time it started waiting)
-        self.pending: dict[str, tuple[dict[str, Any], float]] = {}
+        # message id -> (ticket, monotonic time it started waiting, partition number)
+        self.pending: dict[str, tuple[dict[str, Any], float, int]] = {}
         self.runner: StageRunner | None = None
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
@@ -50,7 +50,7 @@ class TriageJoin:
         key = mid.encode()
         waiting = self.pending.pop(mid, None)
         if waiting is None:
-            self.pending[mid] = (ticket, time.monotonic())
+            self.pending[mid] = (ticket, time.monotonic(), record.partition)
             return [Output(catalog.JOIN_CHANGELOG, record.value, key)]
         merged = merge(waiting[0], ticket)
         merged["decisions"].append(
@@ -87,7 +87,11 @@ class TriageJoin:
                         if rec.value is None:
                             self.pending.pop(mid, None)
                         else:
-                            self.pending[mid] = (TICKET.decode(rec.value), time.monotonic())
+                            self.pending[mid] = (
+                                TICKET.decode(rec.value),
+                                time.monotonic(),
+                                rec.partition,
+                            )
                             restored += 1
                     if records and records[-1].offset + 1 >= ends[tp]:
                         todo.discard(tp)
@@ -99,14 +103,20 @@ class TriageJoin:
         if restored:
             log.info("join restored %d waiting halves for partitions %s", restored, sorted(numbers))
 
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        """Forget the halves of partitions another worker now owns (it restores them)."""
+        numbers = {tp.partition for tp in revoked}
+        for mid in [m for m, (_, _, p) in self.pending.items() if p in numbers]:
+            del self.pending[mid]
+
     async def expire(self, stop: asyncio.Event) -> None:
         """Escalate halves that waited longer than the timeout."""
         while not stop.is_set():
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
             deadline = time.monotonic() - self.timeout_s
-            expired = [mid for mid, (_, since) in self.pending.items() if since < deadline]
+            expired = [mid for mid, (_, since, _) in self.pending.items() if since < deadline]
             for mid in expired:
-                ticket, _ = self.pending.pop(mid)
+                ticket, _, _ = self.pending.pop(mid)
                 began = time.perf_counter()
                 ticket["escalation_reason"] = "join_timeout"
                 missing = "urgency" if ticket["urgency"] is None else "classification"

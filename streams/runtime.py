@@ -30,6 +30,7 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
+from aiokafka.errors import CommitFailedError
 
 from streams.settings import Settings
 from topics import headers as h
@@ -53,6 +54,7 @@ class Output:
 
 
 Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[list[Output]]]
+Rebalance = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
 def durable_async_producer(settings: Settings) -> AIOKafkaProducer:
@@ -142,7 +144,8 @@ class StageRunner:
         self,
         stop: asyncio.Event,
         *,
-        on_assign: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+        on_assign: Rebalance | None = None,
+        on_revoke: Rebalance | None = None,
     ) -> None:
         topics = [self.settings.topic(t) for t in self.spec.inputs]
         consumer = AIOKafkaConsumer(
@@ -154,35 +157,59 @@ class StageRunner:
             max_poll_records=200,
         )
         self.consumer = consumer
-        listener = _Listener(on_assign) if on_assign else None
-        consumer.subscribe(topics, listener=listener)
+        # Held while a batch is processed and committed; a rebalance waits for it, so a
+        # partition changes hands only between batches, with its offsets committed.
+        busy = asyncio.Lock()
+        consumer.subscribe(topics, listener=_Listener(busy, on_assign, on_revoke))
         await consumer.start()
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300)
-                for tp, records in batches.items():
-                    outputs: list[Output] = []
-                    for record in records:
-                        outputs.extend(await self.process(record))
-                    await self.send_all(outputs)
-                    # Only now, with every output acknowledged, is the input done.
-                    await consumer.commit({tp: records[-1].offset + 1})
-                    self.processed += len(records)
+                async with busy:
+                    await self._handle_batches(consumer, batches)
         finally:
             await consumer.stop()
 
+    async def _handle_batches(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        for tp, records in batches.items():
+            if tp not in consumer.assignment():
+                continue  # revoked meanwhile: its new owner reads from the committed offset
+            outputs: list[Output] = []
+            for record in records:
+                outputs.extend(await self.process(record))
+            await self.send_all(outputs)
+            # Only now, with every output acknowledged, is the input done.
+            try:
+                await consumer.commit({tp: records[-1].offset + 1})
+            except CommitFailedError as exc:
+                # The group moved on; the new owner processes these again (at least once).
+                log.warning("stage %s could not commit %s: %s", self.spec.name, tp, exc)
+            self.processed += len(records)
+
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """aiokafka rebalance listener that forwards new assignments."""
+    """Waits for the batch in hand before partitions are revoked; forwards the changes."""
 
-    def __init__(self, on_assign: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+    def __init__(
+        self, busy: asyncio.Lock, on_assign: Rebalance | None, on_revoke: Rebalance | None
+    ) -> None:
+        self.busy = busy
         self.on_assign = on_assign
+        self.on_revoke = on_revoke
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        async with self.busy:
+            pass
+        if self.on_revoke is not None:
+            await self.on_revoke(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.on_assign(assigned)
+        if self.on_assign is not None:
+            await self.on_assign(assigned)
 
 
 def now_ms() -> int:

@@ -40,7 +40,11 @@ async def run_worker(
                 join = TriageJoin(settings, settings.join_timeout_s)
                 runner = StageRunner(spec, join.handle, settings, producer)
                 join.runner = runner
-                tasks.append(asyncio.create_task(runner.run(stop, on_assign=join.restore)))
+                tasks.append(
+                    asyncio.create_task(
+                        runner.run(stop, on_assign=join.restore, on_revoke=join.revoke)
+                    )
+                )
                 tasks.append(asyncio.create_task(join.expire(stop)))
                 continue
             handler: Handler = getattr(handlers, name)
