@@ -80,3 +80,24 @@ def classify(subject: str, body: str, *, model: TextModel) -> Classification:
     scores = {str(c): float(p) for c, p in zip(model.classes_, probabilities, strict=True)}
     category = max(scores, key=scores.__getitem__)
     return Classification(category=category, confidence=scores[category], scores=scores)
+
+
+KEYWORDS = {
+    "billing": ("invoice", "charge", "charged", "refund", "payment", "bill", "price", "receipt"),
+    "technical": ("error", "crash", "bug", "broken", "not working", "fails", "slow", "server"),
+    "account": ("password", "log in", "login", "account", "username", "profile", "locked"),
+    "feature_request": ("feature", "would be great", "please add", "suggest", "would love"),
+}
+FALLBACK_MODEL = "keyword-rules"
+
+
+def classify_keywords(subject: str, body: str) -> Classification:
+    """The fallback: keyword counts, with a modest confidence so a person double-checks."""
+    text = text_of(subject, body).lower()
+    hits = {c: sum(text.count(word) for word in words) for c, words in KEYWORDS.items()}
+    total = sum(hits.values())
+    if total == 0:
+        return Classification("other", 0.5, {c: 0.0 for c in CATEGORIES} | {"other": 0.5})
+    category = max(hits, key=hits.__getitem__)
+    scores = {c: round(0.6 * hits.get(c, 0) / total, 4) for c in CATEGORIES}
+    return Classification(category, scores[category], scores)

@@ -89,3 +89,23 @@ def generate(request: DraftRequest) -> DraftResult:
     closing = rng.choice(CLOSINGS)
     text = "\n\n".join([greeting, opener, " ".join(lines), closing])
     return DraftResult(text=text)
+
+
+FALLBACK_MODEL = "plain-template"
+
+
+def generate_plain(request: DraftRequest) -> DraftResult:
+    """The fallback: one fixed, safe wording with every action item; no temperature."""
+    name = request.customer_name.split()[0] if request.customer_name.strip() else ""
+    lines = [item_line(item) for item in request.action_items] or [
+        "We have received your message and will follow up if we need anything."
+    ]
+    text = "\n\n".join(
+        [
+            f"Dear {name}," if name else "Hello,",
+            "Thank you for your message.",
+            " ".join(lines),
+            "Kind regards,\nThe Support Team",
+        ]
+    )
+    return DraftResult(text=text)

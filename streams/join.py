@@ -13,9 +13,10 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
-from streams.runtime import Output, StageRunner, decision
+from streams.retry import Incoming, Output
+from streams.runtime import StageRunner, decision, read_to_end
 from streams.settings import Settings
 from streams.stages import TICKET, out
 from topics import catalog
@@ -27,6 +28,8 @@ def merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     merged = dict(first)
     merged["classification"] = first["classification"] or second["classification"]
     merged["urgency"] = first["urgency"] or second["urgency"]
+    merged["escalation_reason"] = first["escalation_reason"] or second["escalation_reason"]
+    merged["escalation_detail"] = first["escalation_detail"] or second["escalation_detail"]
     merged["model_calls"] = first["model_calls"] + second["model_calls"]
     merged["cost"] = first["cost"] + second["cost"]
     seen = {(d["stage"], d["at"]) for d in first["decisions"]}
@@ -43,7 +46,7 @@ class TriageJoin:
         self.pending: dict[str, tuple[dict[str, Any], float, int]] = {}
         self.runner: StageRunner | None = None
 
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
         mid = ticket["message_id"]
@@ -69,37 +72,14 @@ class TriageJoin:
         numbers = {tp.partition for tp in assigned}
         if not numbers:
             return
-        topic = self.settings.topic(catalog.JOIN_CHANGELOG)
-        parts = [TopicPartition(topic, n) for n in numbers]
-        consumer = AIOKafkaConsumer(**self.settings.aiokafka_config(), enable_auto_commit=False)
-        await consumer.start()
         restored = 0
-        try:
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
-            todo = {tp for tp in parts if ends[tp] > 0}
-            while todo:
-                batch = await consumer.getmany(*todo, timeout_ms=500)
-                for tp, records in batch.items():
-                    for rec in records:
-                        mid = rec.key.decode()
-                        if rec.value is None:
-                            self.pending.pop(mid, None)
-                        else:
-                            self.pending[mid] = (
-                                TICKET.decode(rec.value),
-                                time.monotonic(),
-                                rec.partition,
-                            )
-                            restored += 1
-                    if records and records[-1].offset + 1 >= ends[tp]:
-                        todo.discard(tp)
-                for tp in list(todo):
-                    if await consumer.position(tp) >= ends[tp]:
-                        todo.discard(tp)
-        finally:
-            await consumer.stop()
+        for rec in await read_to_end(self.settings, catalog.JOIN_CHANGELOG, numbers):
+            mid = rec.key.decode()
+            if rec.value is None:
+                self.pending.pop(mid, None)
+            else:
+                self.pending[mid] = (TICKET.decode(rec.value), time.monotonic(), rec.partition)
+                restored += 1
         if restored:
             log.info("join restored %d waiting halves for partitions %s", restored, sorted(numbers))
 

@@ -7,8 +7,10 @@ loses or duplicates email. This loop gives the guarantees DESIGN §4-§6 ask for
 
 - raw bytes in; the stage decodes them itself, so a record that cannot be decoded is
   dead-lettered with the reason instead of being skipped;
-- every failure is caught per message and routed (dead-letter topic for now; retry tiers
-  arrive with step 3);
+- every failure is caught per message and routed: a retriable one to the next retry tier
+  (``streams.retry``), a permanent one or the last try's to the dead-letter topic;
+- retry tiers are consumed by a second runner per stage that waits for each record's due
+  time by pausing only that partition, so the main input keeps flowing;
 - outputs go through one idempotent producer with acks=all, and a partition's offset is
   committed only after every output of the records before it is acknowledged by Kafka.
 """
@@ -18,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import (
@@ -32,28 +32,17 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError
 
+from streams.retry import Incoming, Output, from_retry, route_failure
 from streams.settings import Settings
 from topics import headers as h
 from topics.catalog import StageSpec
-from topics.errors import MailroomError
 
 log = logging.getLogger("mailroom.stage")
 
-MAX_ERROR_MESSAGE = 500
-MAX_STACKTRACE = 4000
+__all__ = ["Handler", "Incoming", "Output", "StageRunner", "decision", "now_ms"]
 
 
-@dataclass(frozen=True)
-class Output:
-    """One record a stage wants written: catalog topic name (no prefix), value, key."""
-
-    topic: str
-    value: bytes | None  # None: a tombstone (compacted changelogs)
-    key: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[list[Output]]]
+Handler = Callable[[Incoming], Awaitable[list[Output]]]
 Rebalance = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
@@ -67,32 +56,6 @@ def durable_async_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def dead_letter(
-    spec: StageSpec, record: ConsumerRecord[bytes, bytes], exc: BaseException
-) -> Output:
-    """The original key, value and headers, plus the DESIGN §5 metadata headers."""
-    message = str(exc)[:MAX_ERROR_MESSAGE]
-    stack = "".join(traceback.format_exception(exc))[-MAX_STACKTRACE:]
-    error_class = exc.error_class if isinstance(exc, MailroomError) else type(exc).__name__
-    original = [(k, v) for k, v in (record.headers or ())]
-    now = str(int(time.time() * 1000))
-    updates = {
-        h.ORIGIN_TOPIC: record.topic,
-        h.ORIGIN_PARTITION: str(record.partition),
-        h.ORIGIN_OFFSET: str(record.offset),
-        h.ORIGIN_TIMESTAMP: str(record.timestamp),
-        h.ERROR_STAGE: spec.name,
-        h.ERROR_CLASS: error_class,
-        h.ERROR_MESSAGE: message,
-        h.ERROR_STACKTRACE: stack,
-        h.RETRY_ATTEMPT: h.get(original, h.RETRY_ATTEMPT) or "0",
-        h.FIRST_FAILED_AT: h.get(original, h.FIRST_FAILED_AT) or now,
-    }
-    return Output(
-        spec.dlq_topic, record.value or b"", record.key or b"", h.replace(original, updates)
-    )
-
-
 class StageRunner:
     """Consume a stage's inputs, call its handler per message, write outputs, commit."""
 
@@ -103,31 +66,69 @@ class StageRunner:
         settings: Settings,
         producer: AIOKafkaProducer,
         *,
-        group: str | None = None,
+        retries: bool = False,
     ) -> None:
         self.spec = spec
         self.handler = handler
         self.settings = settings
         self.producer = producer
-        self.group = group or f"{settings.app_id}.{spec.name}"
+        self.retries = retries
+        suffix = ".retry" if retries else ""
+        self.group = f"{settings.app_id}.{spec.name}{suffix}"
+        self.inputs = spec.retry_topics(len(settings.retry_delays_s)) if retries else spec.inputs
         self.processed = 0
+        self.failed = 0
+        self.stalled = False
         self.consumer: AIOKafkaConsumer | None = None
 
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
-        """The wrapper: every exception becomes a dead letter; nothing escapes."""
+    async def process(self, incoming: Incoming) -> list[Output]:
+        """The wrapper: every exception becomes a retry or a dead letter; nothing escapes."""
         try:
-            return await self.handler(record)
+            return await self.handler(incoming)
         except Exception as exc:
+            self.failed += 1
+            out = route_failure(self.spec, incoming, exc, self.settings.retry_delays_s)
             log.warning(
-                "stage %s failed on %s[%d]@%d: %s: %s",
+                "stage %s failed on %s[%d]@%d (attempt %d) -> %s: %s: %s",
                 self.spec.name,
-                record.topic,
-                record.partition,
-                record.offset,
+                incoming.topic,
+                incoming.partition,
+                incoming.offset,
+                incoming.attempt,
+                out.topic,
                 type(exc).__name__,
                 exc,
             )
-            return [dead_letter(self.spec, record, exc)]
+            return [out]
+
+    async def send_durably(self, outputs: list[Output], stop: asyncio.Event) -> None:
+        """Send until Kafka has every output. While it cannot (say the dead-letter topic
+        refuses writes), the stage stalls and says so: the input offset stays uncommitted
+        and nothing is dropped."""
+        delay = 0.5
+        while True:
+            try:
+                await self.send_all(outputs)
+            except Exception as exc:
+                if not self.stalled:
+                    log.error(
+                        "stage %s stalled: cannot write %d outputs (%s: %s); "
+                        "input not committed, retrying",
+                        self.spec.name,
+                        len(outputs),
+                        type(exc).__name__,
+                        exc,
+                    )
+                self.stalled = True
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if self.stalled:
+                log.warning("stage %s recovered: outputs written", self.spec.name)
+            self.stalled = False
+            return
 
     async def send_all(self, outputs: list[Output]) -> None:
         """Send, then wait until Kafka acknowledged every record (acks=all)."""
@@ -147,13 +148,13 @@ class StageRunner:
         on_assign: Rebalance | None = None,
         on_revoke: Rebalance | None = None,
     ) -> None:
-        topics = [self.settings.topic(t) for t in self.spec.inputs]
+        topics = [self.settings.topic(t) for t in self.inputs]
         consumer = AIOKafkaConsumer(
             **self.settings.aiokafka_config(),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            client_id=f"{self.settings.app_id}-{self.spec.name}",
+            client_id=f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
             max_poll_records=200,
         )
         self.consumer = consumer
@@ -166,7 +167,7 @@ class StageRunner:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300)
                 async with busy:
-                    await self._handle_batches(consumer, batches)
+                    await self._handle_batches(consumer, batches, stop)
         finally:
             await consumer.stop()
 
@@ -174,21 +175,71 @@ class StageRunner:
         self,
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        stop: asyncio.Event,
     ) -> None:
         for tp, records in batches.items():
             if tp not in consumer.assignment():
                 continue  # revoked meanwhile: its new owner reads from the committed offset
             outputs: list[Output] = []
+            done = None
             for record in records:
-                outputs.extend(await self.process(record))
-            await self.send_all(outputs)
+                if self.retries and not self._due(consumer, tp, record):
+                    break  # paused until due; the rest of the tier waits behind it
+                outputs.extend(await self.process(self._incoming(record)))
+                done = record.offset
+            if done is None:
+                continue
+            await self.send_durably(outputs, stop)
             # Only now, with every output acknowledged, is the input done.
             try:
-                await consumer.commit({tp: records[-1].offset + 1})
+                await consumer.commit({tp: done + 1})
             except CommitFailedError as exc:
                 # The group moved on; the new owner processes these again (at least once).
                 log.warning("stage %s could not commit %s: %s", self.spec.name, tp, exc)
-            self.processed += len(records)
+            self.processed += len(outputs)
+
+    def _incoming(self, record: ConsumerRecord[bytes, bytes]) -> Incoming:
+        headers = [(k, v) for k, v in (record.headers or ())]
+        if self.retries:
+            return from_retry(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                headers,
+                record.timestamp,
+            )
+        return Incoming(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            headers,
+            record.timestamp,
+        )
+
+    def _due(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
+    ) -> bool:
+        """True when a retry record is due; else pause its partition until it is.
+
+        Non-blocking: only this tier's partition waits, every other input keeps flowing.
+        """
+        not_before = int(h.get(list(record.headers or ()), h.RETRY_NOT_BEFORE) or 0)
+        wait_s = (not_before - time.time() * 1000) / 1000
+        if wait_s <= 0:
+            return True
+        consumer.seek(tp, record.offset)
+        consumer.pause(tp)
+        asyncio.get_running_loop().call_later(wait_s, self._resume, consumer, tp)
+        return False
+
+    @staticmethod
+    def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        if tp in consumer.assignment():
+            consumer.resume(tp)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -228,3 +279,31 @@ def decision(
         "detail": detail[:300],
         "at": now_ms(),
     }
+
+
+async def read_to_end(
+    settings: Settings, topic: str, numbers: set[int]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in partitions ``numbers`` of ``topic`` (catalog name), in order."""
+    name = settings.topic(topic)
+    parts = [TopicPartition(name, n) for n in sorted(numbers)]
+    if not parts:
+        return []
+    consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False)
+    await consumer.start()
+    found: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        todo = {tp for tp in parts if ends[tp] > 0}
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=500)
+            for records in batch.values():
+                found.extend(records)
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+    finally:
+        await consumer.stop()
+    return found

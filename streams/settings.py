@@ -58,6 +58,32 @@ class Settings(BaseSettings):
     # -- pipeline ---------------------------------------------------------------------
     join_timeout_s: float = Field(default=30.0, description="triage-join wait before escalating")
 
+    # -- failures -----------------------------------------------------------------------
+    retry_delays_s: tuple[float, ...] = Field(
+        default=(1.0, 10.0, 60.0), description="one delay per retry tier; after the last: DLQ"
+    )
+    breaker_threshold: int = 3
+    breaker_cooldown_s: float = 300.0
+    faults: str = Field(default="", description="fault injection, see streams/faults.py")
+    fallbacks: dict[str, str] = Field(
+        default_factory=lambda: {"classify": "keyword-rules", "generate": "plain-template"},
+        description="stage -> fallback model used while its breaker is open or over budget",
+    )
+
+    # -- budget -------------------------------------------------------------------------
+    model_costs: dict[str, float] = Field(
+        default_factory=lambda: {
+            "classify": 0.0002,
+            "urgency": 0.0001,
+            "extract": 0.0001,
+            "generate": 0.002,
+            "quality": 0.0005,
+        },
+        description="cost of one call per stage (currency units)",
+    )
+    budget_per_email: float = 0.05
+    budget_per_day: float = 100.0
+
     # -- limits -----------------------------------------------------------------------
     max_email_bytes: int = 256 * 1024
     metrics_port: int = 9464

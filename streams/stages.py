@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiokafka import ConsumerRecord
 
 from processors import classify as classify_p
 from processors import escalate as escalate_p
@@ -23,18 +22,23 @@ from processors.models import (
     QualityRequest,
 )
 from processors.prefilter import prefilter
+from streams.budget import BudgetExceeded
+from streams.guard import Call, ModelGate, ModelUnavailable
+from streams.ledger import TerminalLedger
 from streams.models import LocalModels
-from streams.runtime import Output, decision, now_ms
+from streams.retry import Incoming, Output
+from streams.runtime import decision, now_ms
 from topics import catalog
 from topics import headers as h
 from topics.codec import Codec, InboundCodec
 
+log = logging.getLogger("mailroom.stages")
 TICKET = Codec("Ticket")
 RESPONSE = Codec("Response")
 ESCALATION = Codec("Escalation")
 
 
-def out(topic: str, ticket: dict[str, Any], record: ConsumerRecord[bytes, bytes]) -> Output:
+def out(topic: str, ticket: dict[str, Any], record: Incoming) -> Output:
     """The ticket to ``topic``, keyed by message id, carrying the trace headers along."""
     carried = [(k, v) for k, v in (record.headers or ()) if k in (h.TRACEPARENT, h.TRACESTATE)]
     key = ticket["message_id"].encode()
@@ -59,6 +63,8 @@ class Stages:
     """The handlers of every stage, sharing one worker's models and settings."""
 
     models: LocalModels
+    gate: ModelGate
+    ledger: TerminalLedger
     max_email_bytes: int
     loop: LoopPolicy = field(default_factory=LoopPolicy)
     escalation_policy: escalate_p.Policy = field(default_factory=escalate_p.Policy)
@@ -66,7 +72,44 @@ class Stages:
     def __post_init__(self) -> None:
         self.inbound = InboundCodec(max_bytes=self.max_email_bytes)
 
-    async def prefilter(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def guarded(
+        self,
+        stage: str,
+        model: str,
+        ticket: dict[str, Any],
+        fn: Any,
+        *,
+        began: float,
+        fallback: Any = None,
+    ) -> Call | None:
+        """Call a model through budget, breaker and faults. None: route to a person."""
+        try:
+            call = await self.gate.call(
+                stage,
+                model,
+                fn,
+                message_id=ticket["message_id"],
+                email_cost=ticket["cost"],
+                fallback=fallback,
+            )
+        except (ModelUnavailable, BudgetExceeded) as exc:
+            reason = "budget_exceeded" if isinstance(exc, BudgetExceeded) else ("model_unavailable")
+            ticket["escalation_reason"] = reason
+            ticket["escalation_detail"] = str(exc)
+            ticket["decisions"].append(decision(stage, model, reason, began, str(exc)))
+            return None
+        ticket["cost"] = round(ticket["cost"] + call.cost, 6)
+        ticket["model_calls"] += 1
+        return call
+
+    @staticmethod
+    def spend(call: Call | None) -> list[Output]:
+        if call is None or call.spend_event is None:
+            return []
+        topic, key, value = call.spend_event
+        return [Output(topic, value, key)]
+
+    async def prefilter(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         email = self.inbound.decode_inbound(
             record.value, key=record.key, timestamp_ms=record.timestamp
@@ -103,164 +146,173 @@ class Stages:
         topic = catalog.ACCEPTED if result.accepted else catalog.IGNORED
         return [out(topic, ticket, record)]
 
-    async def classify(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def classify(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
-        email = ticket["email"]
-        result = classify_p.classify(
-            email["subject"], email["body_text"], model=self.models.classifier
+        subject, body = ticket["email"]["subject"], ticket["email"]["body_text"]
+        call = await self.guarded(
+            "classify",
+            classify_p.MODEL_NAME,
+            ticket,
+            lambda: classify_p.classify(subject, body, model=self.models.classifier),
+            fallback=lambda: classify_p.classify_keywords(subject, body),
+            began=began,
         )
-        ticket["classification"] = {
-            "category": result.category,
-            "confidence": result.confidence,
-            "model": classify_p.MODEL_NAME,
-            "scores": result.scores,
-        }
-        ticket["model_calls"] += 1
-        ticket["decisions"].append(
-            decision(
-                "classify",
-                classify_p.MODEL_NAME,
-                result.category,
-                began,
-                f"confidence {result.confidence:.3f}",
+        if call is not None:
+            result = call.result
+            ticket["classification"] = {
+                "category": result.category,
+                "confidence": result.confidence,
+                "model": call.model,
+                "scores": result.scores,
+            }
+            detail = f"confidence {result.confidence:.3f}"
+            ticket["decisions"].append(
+                decision("classify", call.model, result.category, began, detail)
             )
-        )
-        return [out(catalog.CLASSIFIED, ticket, record)]
+        # Even unclassified, the ticket goes on: the join needs both halves.
+        return [out(catalog.CLASSIFIED, ticket, record), *self.spend(call)]
 
-    async def urgency(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def urgency(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
-        email = ticket["email"]
-        result = urgency_p.score_urgency(
-            email["subject"], email["body_text"], sentiment=self.models.sentiment
+        subject, body = ticket["email"]["subject"], ticket["email"]["body_text"]
+        call = await self.guarded(
+            "urgency",
+            urgency_p.MODEL_NAME,
+            ticket,
+            lambda: urgency_p.score_urgency(subject, body, sentiment=self.models.sentiment),
+            began=began,
         )
-        ticket["urgency"] = {
-            "level": result.level,
-            "sentiment": result.sentiment,
-            "cues": list(result.cues),
-            "model": urgency_p.MODEL_NAME,
-        }
-        ticket["model_calls"] += 1
-        ticket["decisions"].append(
-            decision("urgency", urgency_p.MODEL_NAME, result.level, began, ", ".join(result.cues))
-        )
-        return [out(catalog.SCORED, ticket, record)]
+        if call is not None:
+            result = call.result
+            ticket["urgency"] = {
+                "level": result.level,
+                "sentiment": result.sentiment,
+                "cues": list(result.cues),
+                "model": call.model,
+            }
+            ticket["decisions"].append(
+                decision("urgency", call.model, result.level, began, ", ".join(result.cues))
+            )
+        return [out(catalog.SCORED, ticket, record), *self.spend(call)]
 
-    async def route(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def route(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
         level = (ticket["urgency"] or {}).get("level")
         category = (ticket["classification"] or {}).get("category", "other")
-        if level == "critical":
+        if ticket["escalation_reason"]:
+            topic, detail = catalog.ESCALATE, f"escalate: {ticket['escalation_reason']}"
+        elif level == "critical":
             topic, detail = catalog.ROUTE_CRITICAL, "urgency critical: skip generation"
         else:
             topic, detail = catalog.route_topic(category), f"category {category}"
         ticket["decisions"].append(decision("route", "router", topic, began, detail))
         return [out(topic, ticket, record)]
 
-    async def extract(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def extract(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
-        email = ticket["email"]
-        items = extract_p.extract(email["subject"], email["body_text"])
-        ticket["action_items"] = [item.__dict__ for item in items]
-        ticket["model_calls"] += 1
-        ticket["decisions"].append(
-            decision(
-                "extract",
-                extract_p.MODEL_NAME,
-                "ok",
-                began,
-                ", ".join(i.kind for i in items) or "none",
-            )
+        subject, body = ticket["email"]["subject"], ticket["email"]["body_text"]
+        call = await self.guarded(
+            "extract",
+            extract_p.MODEL_NAME,
+            ticket,
+            lambda: extract_p.extract(subject, body),
+            began=began,
         )
-        return [out(catalog.EXTRACTED, ticket, record)]
+        if call is None:
+            return [out(catalog.ESCALATE, ticket, record)]
+        items = call.result
+        ticket["action_items"] = [item.__dict__ for item in items]
+        kinds = ", ".join(i.kind for i in items) or "none"
+        ticket["decisions"].append(decision("extract", call.model, "ok", began, kinds))
+        return [out(catalog.EXTRACTED, ticket, record), *self.spend(call)]
 
-    async def generate(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def generate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
         iteration = ticket["iteration"] + 1
         last = ticket["drafts"][-1] if ticket["drafts"] else None
         temp = temperature(iteration, policy=self.loop)
-        result = generate_p.generate(
-            DraftRequest(
-                message_id=ticket["message_id"],
-                category=(ticket["classification"] or {}).get("category", "other"),
-                customer_name=customer_name(ticket["email"]["sender"]),
-                subject=ticket["email"]["subject"],
-                action_items=items_of(ticket),
-                iteration=iteration,
-                temperature=temp,
-                feedback=tuple(last["feedback"]) if last else (),
-            )
+        request = DraftRequest(
+            message_id=ticket["message_id"],
+            category=(ticket["classification"] or {}).get("category", "other"),
+            customer_name=customer_name(ticket["email"]["sender"]),
+            subject=ticket["email"]["subject"],
+            action_items=items_of(ticket),
+            iteration=iteration,
+            temperature=temp,
+            feedback=tuple(last["feedback"]) if last else (),
         )
+        call = await self.guarded(
+            "generate",
+            generate_p.MODEL_NAME,
+            ticket,
+            lambda: generate_p.generate(request),
+            fallback=lambda: generate_p.generate_plain(request),
+            began=began,
+        )
+        if call is None:
+            return [out(catalog.ESCALATE, ticket, record)]
         ticket["iteration"] = iteration
         ticket["drafts"].append(
             {
                 "iteration": iteration,
-                "text": result.text,
+                "text": call.result.text,
                 "temperature": temp,
-                "model": generate_p.MODEL_NAME,
+                "model": call.model,
                 "score": None,
                 "failed": [],
                 "feedback": [],
             }
         )
-        ticket["model_calls"] += 1
         ticket["decisions"].append(
-            decision(
-                "generate",
-                generate_p.MODEL_NAME,
-                f"draft {iteration}",
-                began,
-                f"temperature {temp}",
-            )
+            decision("generate", call.model, f"draft {iteration}", began, f"temperature {temp}")
         )
-        return [out(catalog.DRAFTS_GENERATED, ticket, record)]
+        return [out(catalog.DRAFTS_GENERATED, ticket, record), *self.spend(call)]
 
-    async def quality(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def quality(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
         draft = ticket["drafts"][-1]
-        result = quality_p.check(
-            QualityRequest(
-                draft["text"],
-                items_of(ticket),
-                ticket["email"]["sender"],
-                customer_name(ticket["email"]["sender"]),
-            ),
-            banned=self.models.banned_phrases,
+        sender = ticket["email"]["sender"]
+        request = QualityRequest(draft["text"], items_of(ticket), sender, customer_name(sender))
+        call = await self.guarded(
+            "quality",
+            quality_p.MODEL_NAME,
+            ticket,
+            lambda: quality_p.check(request, banned=self.models.banned_phrases),
+            began=began,
         )
+        if call is None:
+            return [out(catalog.ESCALATE, ticket, record)]
+        result = call.result
         draft.update(score=result.score, failed=list(result.failed), feedback=list(result.feedback))
-        best = (
-            max((d["score"] or 0.0) for d in ticket["drafts"][:-1])
-            if len(ticket["drafts"]) > 1
-            else 0.0
-        )
+        earlier = [d["score"] or 0.0 for d in ticket["drafts"][:-1]]
+        best = max(earlier, default=0.0)
         step = next_step(result.score, ticket["iteration"], best, policy=self.loop)
-        ticket["model_calls"] += 1
+        failed = f" failed {','.join(result.failed)}" if result.failed else ""
         ticket["decisions"].append(
-            decision(
-                "quality",
-                quality_p.MODEL_NAME,
-                step,
-                began,
-                f"score {result.score:.2f}"
-                + (f" failed {','.join(result.failed)}" if result.failed else ""),
-            )
+            decision("quality", call.model, step, began, f"score {result.score:.2f}{failed}")
         )
+        spent = self.spend(call)
         if step == "approve":
-            return [out(catalog.DRAFTS_APPROVED, ticket, record)]
+            return [out(catalog.DRAFTS_APPROVED, ticket, record), *spent]
         if step == "revise":
-            return [out(catalog.DRAFTS_REVISE, ticket, record)]
+            return [out(catalog.DRAFTS_REVISE, ticket, record), *spent]
         ticket["escalation_reason"] = "low_quality"
         ticket["escalation_detail"] = f"best draft scored {max(best, result.score):.2f}"
-        return [out(catalog.ESCALATE, ticket, record)]
+        return [out(catalog.ESCALATE, ticket, record), *spent]
 
-    async def escalate(self, record: ConsumerRecord[bytes, bytes]) -> list[Output]:
+    async def escalate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
+        if self.ledger.seen(ticket["message_id"]):
+            self.ledger.dropped += 1
+            log.info("dropped a second outcome for %s", ticket["message_id"])
+            return []
         scored = [d for d in ticket["drafts"] if d["score"] is not None]
         best = max(scored, key=lambda d: d["score"]) if scored else None
         classification = ticket["classification"] or {}
@@ -291,6 +343,7 @@ class Stages:
             "model_calls": ticket["model_calls"],
             "decisions": ticket["decisions"],
         }
+        self.ledger.add(ticket["message_id"], record.partition)
         if decided.auto_send and best is not None:
             response = {
                 **common,

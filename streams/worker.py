@@ -1,4 +1,9 @@
-"""``mailroom worker``: run some or all stages in one process."""
+"""``mailroom worker``: run some or all stages in one process.
+
+Each stage runs two loops: its main input, and its retry tiers (non-blocking). All stages
+of the worker share one idempotent producer, the local models, the circuit breakers, the
+fault injector and the budget.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaProducer
+
+from streams.budget import Budget
+from streams.faults import FaultInjector, parse_faults
+from streams.guard import ModelGate
 from streams.join import TriageJoin
+from streams.ledger import TerminalLedger
 from streams.models import LocalModels
 from streams.runtime import Handler, StageRunner, durable_async_producer
 from streams.settings import Settings
@@ -15,6 +27,90 @@ from streams.stages import Stages
 from topics import catalog
 
 log = logging.getLogger("mailroom.worker")
+
+
+@dataclass
+class Worker:
+    """The parts of one worker process, for tests and the CLI to inspect."""
+
+    settings: Settings
+    stages: Sequence[str] = catalog.STAGE_NAMES
+    runners: list[StageRunner] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.faults = FaultInjector(parse_faults(self.settings.faults))
+        self.budget = Budget(self.settings)
+        self.gate = ModelGate(
+            budget=self.budget,
+            faults=self.faults,
+            threshold=self.settings.breaker_threshold,
+            cooldown_s=self.settings.breaker_cooldown_s,
+            fallbacks=self.settings.fallbacks,
+        )
+        self.models = LocalModels(self.settings.data_dir)
+        self.ledger = TerminalLedger(self.settings)
+        self.handlers = Stages(
+            models=self.models,
+            gate=self.gate,
+            ledger=self.ledger,
+            max_email_bytes=self.settings.max_email_bytes,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if "classify" in self.stages:
+            _ = self.models.classifier  # train or load now, not on the first email
+        producer = durable_async_producer(self.settings)
+        await producer.start()
+        tasks = [asyncio.create_task(self.budget.follow(stop))]
+        try:
+            for name in self.stages:
+                tasks.extend(self._start_stage(name, producer, stop))
+            log.info("worker running stages: %s", ", ".join(self.stages))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise error
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+
+    def _start_stage(
+        self, name: str, producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> list[asyncio.Task[None]]:
+        spec = catalog.stage(name)
+        tasks = []
+        if name == "join":
+            join = TriageJoin(self.settings, self.settings.join_timeout_s)
+            handler: Handler = join.handle
+            main = StageRunner(spec, handler, self.settings, producer)
+            join.runner = main
+            tasks.append(
+                asyncio.create_task(main.run(stop, on_assign=join.restore, on_revoke=join.revoke))
+            )
+            tasks.append(asyncio.create_task(join.expire(stop)))
+        else:
+            handler = getattr(self.handlers, name)
+            main = StageRunner(spec, handler, self.settings, producer)
+            if name == "escalate":
+                tasks.append(
+                    asyncio.create_task(
+                        main.run(stop, on_assign=self.ledger.restore, on_revoke=self.ledger.revoke)
+                    )
+                )
+            else:
+                tasks.append(asyncio.create_task(main.run(stop)))
+        retry = StageRunner(
+            spec,
+            handler,
+            self.settings,
+            producer,
+            retries=True,
+        )
+        tasks.append(asyncio.create_task(retry.run(stop)))
+        self.runners += [main, retry]
+        return tasks
 
 
 async def run_worker(
@@ -26,37 +122,4 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    models = LocalModels(settings.data_dir)
-    if "classify" in stages:
-        _ = models.classifier  # train or load before consuming, not on the first email
-    handlers = Stages(models=models, max_email_bytes=settings.max_email_bytes)
-    producer = durable_async_producer(settings)
-    await producer.start()
-    tasks = []
-    try:
-        for name in stages:
-            spec = catalog.stage(name)
-            if name == "join":
-                join = TriageJoin(settings, settings.join_timeout_s)
-                runner = StageRunner(spec, join.handle, settings, producer)
-                join.runner = runner
-                tasks.append(
-                    asyncio.create_task(
-                        runner.run(stop, on_assign=join.restore, on_revoke=join.revoke)
-                    )
-                )
-                tasks.append(asyncio.create_task(join.expire(stop)))
-                continue
-            handler: Handler = getattr(handlers, name)
-            runner = StageRunner(spec, handler, settings, producer)
-            tasks.append(asyncio.create_task(runner.run(stop)))
-        log.info("worker running stages: %s", ", ".join(stages))
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception():
-                stop.set()
-                raise task.exception()  # type: ignore[misc]
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await producer.stop()
+    await Worker(settings, stages).run(stop)

@@ -54,6 +54,7 @@ DRAFTS_GENERATED = "drafts.generated"
 DRAFTS_REVISE = "drafts.revise"
 DRAFTS_APPROVED = "drafts.approved"
 JOIN_CHANGELOG = "join.changelog"
+BUDGET_SPEND = "budget.spend"
 RESPONSES = "responses"
 ESCALATIONS = "escalations"
 
@@ -92,6 +93,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ESCALATE, "Ticket", "internal", "a stage asks for a human, with a reason"),
     TopicSpec(
         JOIN_CHANGELOG, "Ticket", "internal", "triage-join state: halves waiting", compacted=True
+    ),
+    TopicSpec(
+        BUDGET_SPEND,
+        None,
+        "internal",
+        "cost events of paid model calls, by day",
+        partitions=1,
+        key="day",
     ),
     TopicSpec(RESPONSES, "Response", "terminal", "auto-sent replies", retention_ms=30 * DAY_MS),
     TopicSpec(ESCALATIONS, "Escalation", "terminal", "the human queue", retention_ms=30 * DAY_MS),

@@ -1,0 +1,77 @@
+"""A circuit breaker per model, asyncio-native: closed -> open -> half-open -> closed.
+
+Opens after ``threshold`` consecutive failures, stays open for ``cooldown_s``, then lets one
+trial call through (half-open): its success closes the breaker, its failure opens it again.
+Every transition is logged and reported to ``on_transition`` (metrics hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+log = logging.getLogger("mailroom.breaker")
+
+
+class State(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        *,
+        threshold: int = 3,
+        cooldown_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_transition: Callable[[str, State, State], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.on_transition = on_transition
+        self.state = State.CLOSED
+        self.failures = 0
+        self.opened_at = 0.0
+        self.transitions: list[tuple[State, State]] = []
+        self._trial = asyncio.Lock()
+
+    def _move(self, new: State) -> None:
+        old, self.state = self.state, new
+        self.transitions.append((old, new))
+        log.warning("breaker %s: %s -> %s", self.name, old.value, new.value)
+        if self.on_transition is not None:
+            self.on_transition(self.name, old, new)
+
+    def allow(self) -> bool:
+        """May a call go through now? Moves open -> half-open when the cooldown is over."""
+        if self.state is State.OPEN and self.clock() - self.opened_at >= self.cooldown_s:
+            self._move(State.HALF_OPEN)
+        if self.state is State.CLOSED:
+            return True
+        return self.state is State.HALF_OPEN and not self._trial.locked()
+
+    def success(self) -> None:
+        self.failures = 0
+        if self.state is not State.CLOSED:
+            self._move(State.CLOSED)
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.state is State.HALF_OPEN or (
+            self.state is State.CLOSED and self.failures >= self.threshold
+        ):
+            self.opened_at = self.clock()
+            self._move(State.OPEN)
+
+    @property
+    def trial(self) -> asyncio.Lock:
+        """Held around the one trial call while half-open."""
+        return self._trial

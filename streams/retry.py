@@ -1,0 +1,108 @@
+"""Where a failed record goes: the next retry tier, or the dead-letter topic.
+
+A retriable failure (``Unavailable``, or any error that is not a ``MailroomError`` marked
+permanent) goes to ``<stage>.retry.<n>`` with ``mailroom.retry.attempt = n`` and
+``mailroom.retry.not_before`` = now + the tier's delay. After the last tier, or at once for
+a permanent failure (decode, schema, validation, oversize), it goes to ``<stage>.dlq``.
+Both keep the original key, value bytes and headers, and add the DESIGN §5 headers; the
+origin is always the stage's own input, so a dead letter is replayed to where it failed.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from topics import headers as h
+from topics.catalog import StageSpec
+from topics.errors import MailroomError
+
+MAX_ERROR_MESSAGE = 500
+MAX_STACKTRACE = 4000
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record a stage wants written: catalog topic name (no prefix), value, key."""
+
+    topic: str
+    value: bytes | None  # None: a tombstone (compacted changelogs)
+    key: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A record as a stage sees it. For a retried record, ``topic``/``partition``/
+    ``offset``/``timestamp`` are those of the original input, not of the retry topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp: int
+
+    @property
+    def attempt(self) -> int:
+        return int(h.get(self.headers, h.RETRY_ATTEMPT) or 0)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    return exc.retriable if isinstance(exc, MailroomError) else True
+
+
+def redact(text: str) -> str:
+    """Error messages travel in headers; keep them short and free of email bodies."""
+    return text.replace("\n", " ")[:MAX_ERROR_MESSAGE]
+
+
+def route_failure(
+    spec: StageSpec, incoming: Incoming, exc: BaseException, delays_s: tuple[float, ...]
+) -> Output:
+    attempt = incoming.attempt
+    now = int(time.time() * 1000)
+    error_class = exc.error_class if isinstance(exc, MailroomError) else type(exc).__name__
+    updates = {
+        h.ORIGIN_TOPIC: incoming.topic,
+        h.ORIGIN_PARTITION: str(incoming.partition),
+        h.ORIGIN_OFFSET: str(incoming.offset),
+        h.ORIGIN_TIMESTAMP: str(incoming.timestamp),
+        h.ERROR_STAGE: spec.name,
+        h.ERROR_CLASS: error_class,
+        h.ERROR_MESSAGE: redact(str(exc)),
+        h.ERROR_STACKTRACE: "".join(traceback.format_exception(exc))[-MAX_STACKTRACE:],
+        h.FIRST_FAILED_AT: h.get(incoming.headers, h.FIRST_FAILED_AT) or str(now),
+    }
+    if is_retriable(exc) and attempt < len(delays_s):
+        updates[h.RETRY_ATTEMPT] = str(attempt + 1)
+        updates[h.RETRY_NOT_BEFORE] = str(now + int(delays_s[attempt] * 1000))
+        topic = spec.retry_topic(attempt + 1)
+    else:
+        updates[h.RETRY_ATTEMPT] = str(attempt)
+        topic = spec.dlq_topic
+    headers = [(k, v) for k, v in incoming.headers if k != h.RETRY_NOT_BEFORE]
+    return Output(topic, incoming.value, incoming.key or b"", h.replace(headers, updates))
+
+
+def from_retry(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    timestamp: int,
+) -> Incoming:
+    """An Incoming for a record read from a retry topic: the origin comes from its headers."""
+    return Incoming(
+        topic=h.get(headers, h.ORIGIN_TOPIC) or topic,
+        partition=int(h.get(headers, h.ORIGIN_PARTITION) or partition),
+        offset=int(h.get(headers, h.ORIGIN_OFFSET) or offset),
+        key=key,
+        value=value,
+        headers=headers,
+        timestamp=int(h.get(headers, h.ORIGIN_TIMESTAMP) or timestamp),
+    )
