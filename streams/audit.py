@@ -1,12 +1,14 @@
 """``mailroom audit``: the ledger invariant, checked against the topics themselves.
 
-Every message id seen on ``emails.inbound`` must be in exactly one terminal topic
-(responses, escalations, emails.ignored, or a dead-letter topic).
+Every message id seen on ``emails.inbound`` must end in exactly one of ``responses``,
+``escalations`` and ``emails.ignored``, or, failing that, in a dead-letter topic (parked
+for a person to replay). A dead letter that was replayed and then answered counts once,
+as answered. Two replies for one message id count as a duplicate too.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from confluent_kafka import TopicPartition
@@ -17,17 +19,33 @@ from topics import catalog
 from topics.codec import InboundCodec
 from topics.errors import CodecError
 
+FINAL = (catalog.RESPONSES, catalog.ESCALATIONS, catalog.IGNORED)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A record as it sits in a topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp: int
+
 
 @dataclass
 class AuditReport:
     inbound: int = 0
     terminal: dict[str, int] = field(default_factory=dict)
+    dead_lettered: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     duplicated: dict[str, list[str]] = field(default_factory=dict)
 
     def describe(self) -> str:
         lines = [f"inbound message ids: {self.inbound}"]
         lines += [f"  {topic}: {count}" for topic, count in sorted(self.terminal.items()) if count]
+        lines.append(f"dead-lettered (not replayed): {len(self.dead_lettered)}")
         lines.append(f"missing (in no terminal topic): {len(self.missing)}")
         lines += [f"  {mid}" for mid in self.missing[:20]]
         lines.append(f"in more than one terminal topic: {len(self.duplicated)}")
@@ -35,32 +53,47 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def read_keys(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
-    """(key, value, timestamp) of every record now in ``topic``, up to its end offsets."""
+def read_records(settings: Settings, topic: str) -> list[Stored]:
+    """Every record now in ``topic`` (catalog name), up to the end offsets seen at start."""
     consumer = reader(settings)
     name = settings.topic(topic)
     try:
         metadata = consumer.list_topics(name, timeout=10)
-        parts = list(metadata.topics[name].partitions)
+        topic_md = metadata.topics.get(name)
+        if topic_md is None or topic_md.error is not None:
+            return []
         ends = {}
-        for p in parts:
+        for p in topic_md.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
             if high > low:
                 ends[p] = high
         if not ends:
             return []
         consumer.assign([TopicPartition(name, p, 0) for p in ends])
-        out = []
+        found = []
         while ends:
             for msg in consumer.consume(500, timeout=1.0):
                 if msg.error():
                     continue
-                out.append((msg.key(), msg.value(), msg.timestamp()[1]))
+                found.append(
+                    Stored(
+                        msg.partition(),
+                        msg.offset(),
+                        msg.key(),
+                        msg.value(),
+                        list(msg.headers() or ()),
+                        msg.timestamp()[1],
+                    )
+                )
                 if msg.offset() + 1 >= ends.get(msg.partition(), 0):
                     ends.pop(msg.partition(), None)
-        return out
+        return found
     finally:
         consumer.close()
+
+
+def read_keys(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
+    return [(r.key, r.value, r.timestamp) for r in read_records(settings, topic)]
 
 
 def inbound_ids(settings: Settings) -> list[str]:
@@ -79,18 +112,24 @@ def run_audit(settings: Settings) -> AuditReport:
     report = AuditReport()
     ids = inbound_ids(settings)
     report.inbound = len(set(ids))
-    where: dict[str, list[str]] = defaultdict(list)
+    final: dict[str, list[str]] = defaultdict(list)
+    parked: set[str] = set()
     for topic in catalog.terminal_topics():
-        keys = {
+        keys = Counter(
             (k or b"").decode("utf-8", errors="replace") for k, _, _ in read_keys(settings, topic)
-        }
+        )
         report.terminal[topic] = len(keys)
-        for key in keys:
-            where[key].append(topic)
+        if topic in FINAL:
+            for key, count in keys.items():
+                final[key].extend([topic] * count)
+        else:
+            parked.update(keys)
     for mid in dict.fromkeys(ids):
-        found = where.get(mid, [])
-        if not found:
-            report.missing.append(mid)
-        elif len(found) > 1:
+        found = final.get(mid, [])
+        if len(found) > 1:
             report.duplicated[mid] = found
+        elif not found and mid in parked:
+            report.dead_lettered.append(mid)
+        elif not found:
+            report.missing.append(mid)
     return report

@@ -26,6 +26,8 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 models_app = typer.Typer(help="The local models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+dlq_app = typer.Typer(help="The dead-letter topics.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err = Console(stderr=True)
@@ -170,12 +172,78 @@ def audit() -> None:
         raise typer.Exit(1)
 
 
+@app.command("replay")
+def replay_cmd(
+    source: Annotated[str, typer.Argument(help="topic to read, e.g. classify.dlq")],
+    to: Annotated[
+        str | None, typer.Option(help="destination; default: each record's origin")
+    ] = None,
+    from_offset: Annotated[int | None, typer.Option(help="first offset, every partition")] = None,
+    to_offset: Annotated[int | None, typer.Option(help="last offset (inclusive)")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO-8601 time or epoch ms")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO-8601 time or epoch ms")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="HEADER=VALUE filter, repeatable")] = None,
+    dry_run: Annotated[bool, typer.Option(help="say what would be sent, send nothing")] = False,
+    rate: Annotated[float, typer.Option(help="records per second; 0 = no limit")] = 0,
+) -> None:
+    """Re-publish dead letters to where they failed (or any topic to --to)."""
+    from rich.progress import Progress
+
+    from streams.replay import ReplayPlan, parse_time, parse_where, replay
+
+    plan = ReplayPlan(
+        source=source,
+        to=to,
+        from_offset=from_offset,
+        to_offset=to_offset,
+        since_ms=parse_time(since) if since else None,
+        until_ms=parse_time(until) if until else None,
+        where=parse_where(where or []),
+        dry_run=dry_run,
+        rate=rate or None,
+    )
+    with Progress(console=err) as progress:
+        task = progress.add_task(f"replaying {source}", total=None)
+        result = replay(
+            settings(), plan, lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    console.print(result.describe(dry_run))
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """Dead letters by stage and error class."""
+    from streams.dlq import dlq_counts
+
+    table = Table("stage", "error class", "dead letters")
+    for (stage, error), count in sorted(dlq_counts(settings()).items()):
+        table.add_row(stage, error, str(count))
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    stage: Annotated[str | None, typer.Argument(help="one stage; default all")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many records")] = 20,
+    show_bodies: Annotated[bool, typer.Option(help="print values (may hold PII)")] = False,
+) -> None:
+    """Dead-letter records with their headers; bodies redacted unless asked."""
+    import json
+
+    from streams.dlq import dlq_records
+
+    for record in dlq_records(settings(), stage, show_bodies=show_bodies, limit=limit):
+        console.print_json(json.dumps(record))
+
+
 @app.command("demo")
-def demo() -> None:
-    """Start what is not running, create the topics, round-trip a sample email, stop."""
+def demo(
+    faults: Annotated[str, typer.Option(help='e.g. "classify:error_rate=0.12"')] = "",
+) -> None:
+    """Start what is not running, run a worker on 200 sample emails, summarize, stop."""
     from streams.demo import run_demo
 
-    run_demo(settings(), console)
+    run_demo(settings(), console, faults=faults)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,7 +48,9 @@ def demo_emails(run: str) -> list[dict[str, Any]]:
     return emails
 
 
-def run_demo(settings: Settings, console: Console, *, timeout_s: float = 300.0) -> None:
+def run_demo(
+    settings: Settings, console: Console, *, faults: str = "", timeout_s: float = 600.0
+) -> None:
     broker = EmbeddedBroker(settings)
     started = broker.pid() is None
     began = time.monotonic()
@@ -68,6 +70,7 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 300.0) 
                 **os.environ,
                 "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
                 "MAILROOM_DATA_DIR": str(settings.data_dir),
+                "MAILROOM_FAULTS": faults,
             },
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -87,6 +90,7 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 300.0) 
             time.sleep(1.0)
         elapsed = time.monotonic() - t0
         summarize(console, terminal, len(ids), elapsed)
+        failures(console, settings, ids)
         report = run_audit(settings)
         console.print(
             f"audit: {len(report.missing)} missing, {len(report.duplicated)} in two terminal topics"
@@ -98,6 +102,35 @@ def run_demo(settings: Settings, console: Console, *, timeout_s: float = 300.0) 
         if started:
             broker.stop()
             console.print("broker stopped")
+
+
+def failures(console: Console, settings: Settings, ids: set[str]) -> None:
+    """Retries per tier, dead letters per stage, breaker transitions of this run."""
+    retries: Counter[str] = Counter()
+    dead: Counter[str] = Counter()
+    for spec in catalog.STAGES:
+        for topic in (*spec.retry_topics(len(settings.retry_delays_s)), spec.dlq_topic):
+            for key, _, _ in read_keys(settings, topic):
+                if (key or b"").decode(errors="replace") in ids:
+                    (dead if topic == spec.dlq_topic else retries)[topic] += 1
+    console.print(
+        f"  retried: {sum(retries.values())} "
+        + ", ".join(f"{t} {n}" for t, n in sorted(retries.items()))
+    )
+    console.print(
+        f"  dead letters: {sum(dead.values())} "
+        + ", ".join(f"{t} {n}" for t, n in sorted(dead.items()))
+    )
+    log = settings.data_dir / "demo-worker.log"
+    transitions = [
+        line.split("breaker ", 1)[1].strip()
+        for line in log.read_text(errors="replace").splitlines()
+        if "breaker " in line
+    ]
+    console.print(
+        f"  breaker transitions: {len(transitions)}"
+        + "".join(f"\n    {t}" for t in transitions[:10])
+    )
 
 
 def terminal_records(settings: Settings, ids: set[str]) -> dict[str, tuple[str, Any]]:
@@ -149,8 +182,6 @@ def summarize(
         f"  ignored:   {by_topic[catalog.IGNORED]} "
         + ", ".join(f"{r} {n}" for r, n in ignored.most_common())
     )
-    dead = sum(n for t, n in by_topic.items() if t.endswith(".dlq"))
-    console.print(f"  dead-lettered: {dead}")
     if latencies:
         p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
         console.print(
