@@ -105,12 +105,12 @@ class Budget:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
                     for record in records:
-                        self._count(record.value)
+                        self.count_event(record.value)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    def _count(self, value: bytes | None) -> None:
+    def count_event(self, value: bytes | None) -> None:
         try:
             event = json.loads(value or b"{}")
         except json.JSONDecodeError:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
 from streams.audit import read_keys, run_audit
 from streams.settings import Settings
+from tests.e2e.harness import Workers, cli, settled
 from tests.kafka_helpers import wait_for
 from topics import catalog
 from topics.codec import Codec
@@ -23,71 +20,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "processors" / "data"
 MAIL = ROOT / "tests" / "fixtures" / "mail"
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
-        "MAILROOM_APP_ID": settings.app_id,
-        "MAILROOM_DATA_DIR": str(settings.data_dir),
-        "MAILROOM_JOIN_TIMEOUT_S": str(settings.join_timeout_s),
-    }
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-class Workers:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, stages: str = "") -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "streams.cli", "worker"]
-        if stages:
-            args += ["--stages", stages]
-        with (self.settings.data_dir / f"worker-{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                args, env=env_for(self.settings), stdout=log, stderr=subprocess.STDOUT
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def pipeline(kafka: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Workers]]:
-    settings = kafka.model_copy(update={"data_dir": tmp_path, "join_timeout_s": 5.0})
-    create_topics(settings)
-    workers = Workers(settings)
-    try:
-        yield settings, workers
-    finally:
-        workers.stop()
-
-
-def settled(settings: Settings, expected: int) -> bool:
-    report = run_audit(settings)
-    return report.inbound >= expected and not report.missing
 
 
 def test_200_emails_and_a_kcat_email_all_end_in_exactly_one_terminal_topic(

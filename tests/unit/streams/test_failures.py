@@ -1,0 +1,242 @@
+"""Retry routing, circuit breakers, fault injection, budgets and the model gate."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from processors.errors import Rejected, Unavailable
+from streams.breaker import CircuitBreaker, State
+from streams.budget import Budget, BudgetExceeded
+from streams.faults import FaultInjector, InjectedFault, parse_faults
+from streams.guard import ModelGate, ModelUnavailable
+from streams.replay import replayed_headers
+from streams.retry import Incoming, from_retry, route_failure
+from streams.settings import Settings
+from topics import catalog
+from topics import headers as h
+from topics.errors import TruncatedBodyError
+
+SPEC = catalog.stage("classify")
+DELAYS = (1.0, 10.0, 60.0)
+
+
+def incoming(attempt: int | None = None) -> Incoming:
+    headers = [(h.TRACEPARENT, b"00-abc-def-01"), (h.MESSAGE_ID, b"<m1@x>")]
+    if attempt is not None:
+        headers.append((h.RETRY_ATTEMPT, str(attempt).encode()))
+    return Incoming("emails.accepted", 4, 1234, b"<m1@x>", b"\xc3\x01value", headers, 1_000)
+
+
+def test_a_transient_failure_goes_to_the_first_tier_with_its_due_time() -> None:
+    before = int(time.time() * 1000)
+    out = route_failure(SPEC, incoming(), Unavailable("model timed out"), DELAYS)
+    assert out.topic == "classify.retry.1"
+    assert (out.key, out.value) == (b"<m1@x>", b"\xc3\x01value")
+    assert h.get(out.headers, h.RETRY_ATTEMPT) == "1"
+    assert int(h.get(out.headers, h.RETRY_NOT_BEFORE) or 0) >= before + 1000
+    assert h.get(out.headers, h.ORIGIN_TOPIC) == "emails.accepted"
+    assert h.get(out.headers, h.ORIGIN_OFFSET) == "1234"
+    assert h.get(out.headers, h.ERROR_CLASS) == "Unavailable"
+    assert h.get(out.headers, h.TRACEPARENT) == "00-abc-def-01"  # the trace goes along
+
+
+@pytest.mark.parametrize(
+    ("attempt", "topic"), [(1, "classify.retry.2"), (2, "classify.retry.3"), (3, "classify.dlq")]
+)
+def test_each_retry_moves_one_tier_up_until_the_dead_letter_topic(attempt: int, topic: str) -> None:
+    out = route_failure(SPEC, incoming(attempt), RuntimeError("boom"), DELAYS)
+    assert out.topic == topic
+
+
+def test_a_permanent_failure_is_dead_lettered_at_once() -> None:
+    for exc in (TruncatedBodyError("Ticket", "EOF"), Rejected("bad input")):
+        out = route_failure(SPEC, incoming(), exc, DELAYS)
+        assert out.topic == "classify.dlq"
+        assert h.get(out.headers, h.RETRY_ATTEMPT) == "0"
+        assert h.get(out.headers, h.ERROR_CLASS) == type(exc).__name__
+
+
+def test_a_retried_record_keeps_its_original_origin() -> None:
+    first = route_failure(SPEC, incoming(), Unavailable("x"), DELAYS)
+    again = from_retry("classify.retry.1", 0, 7, first.key, first.value, first.headers, 9)
+    assert (again.topic, again.partition, again.offset) == ("emails.accepted", 4, 1234)
+    assert again.attempt == 1
+    second = route_failure(SPEC, again, Unavailable("x"), DELAYS)
+    assert h.get(second.headers, h.FIRST_FAILED_AT) == h.get(first.headers, h.FIRST_FAILED_AT)
+
+
+def test_replay_strips_failure_headers_and_counts_replays() -> None:
+    dead = route_failure(SPEC, incoming(3), RuntimeError("x"), DELAYS)
+    once = replayed_headers(dead.headers, "r1")
+    names = {k for k, _ in once}
+    assert not names & {h.ERROR_CLASS, h.RETRY_ATTEMPT, h.ORIGIN_TOPIC, h.ERROR_STACKTRACE}
+    assert h.get(once, h.TRACEPARENT) == "00-abc-def-01"
+    assert h.get(once, h.REPLAY_COUNT) == "1"
+    assert h.get(replayed_headers(once, "r2"), h.REPLAY_COUNT) == "2"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_three_failures_and_closes_after_a_good_trial() -> None:
+    clock = Clock()
+    seen: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(
+        "urgency",
+        threshold=3,
+        cooldown_s=300,
+        clock=clock,
+        on_transition=lambda _, a, b: seen.append((a.value, b.value)),
+    )
+    for _ in range(2):
+        breaker.failure()
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state is State.OPEN
+    assert not breaker.allow()
+    clock.now = 299.0
+    assert not breaker.allow()
+    clock.now = 300.0
+    assert breaker.allow()
+    assert breaker.state is State.HALF_OPEN
+    breaker.success()
+    assert seen == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_failed_trial_opens_the_breaker_again() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("x", threshold=1, cooldown_s=10, clock=clock)
+    breaker.failure()
+    clock.now = 10.0
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state is State.OPEN
+    assert not breaker.allow()
+
+
+def test_a_success_resets_the_count_of_consecutive_failures() -> None:
+    breaker = CircuitBreaker("x", threshold=3)
+    for _ in range(10):
+        breaker.failure()
+        breaker.failure()
+        breaker.success()
+    assert breaker.state is State.CLOSED
+
+
+def test_fault_spec_parsing() -> None:
+    faults = parse_faults("classify:error_rate=0.12,latency_ms=200..2000;generate:down_for_s=30")
+    assert faults["classify"].error_rate == 0.12
+    assert (faults["classify"].latency_min_ms, faults["classify"].latency_max_ms) == (200, 2000)
+    assert faults["generate"].down_for_s == 30
+    with pytest.raises(ValueError, match="unknown fault option"):
+        parse_faults("classify:explode=1")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        parse_faults("classify:error_rate=3")
+
+
+async def test_injected_error_rate_is_close_to_the_setting() -> None:
+    injector = FaultInjector(parse_faults("classify:error_rate=0.12"), seed=7)
+    failures = 0
+    for _ in range(2000):
+        try:
+            await injector.before_call("classify")
+        except InjectedFault:
+            failures += 1
+        await injector.before_call("generate")  # no fault configured
+    assert 0.10 < failures / 2000 < 0.14
+
+
+async def test_a_model_down_fails_every_call_for_its_window() -> None:
+    injector = FaultInjector(parse_faults("generate:down_for_s=60"))
+    with pytest.raises(InjectedFault, match="down"):
+        await injector.before_call("generate")
+
+
+def settings(**kw: object) -> Settings:
+    return Settings(model_costs={"generate": 0.01, "classify": 0.001}, **kw)  # type: ignore[arg-type]
+
+
+def test_budget_caps_per_email_and_per_day() -> None:
+    budget = Budget(settings(budget_per_email=0.015, budget_per_day=0.025))
+    assert budget.check("generate", email_cost=0.0) == 0.01
+    with pytest.raises(BudgetExceeded, match="per-email cap"):
+        budget.check("generate", email_cost=0.006)
+    budget.charge("generate", 0.01, "<a>")
+    budget.spent_by_others = 0.01
+    with pytest.raises(BudgetExceeded, match="daily cap"):
+        budget.check("generate", email_cost=0.0)
+    assert budget.check("urgency", email_cost=1.0) == 0.0  # free calls are never capped
+
+
+def test_spend_events_of_other_workers_count_and_our_own_do_not_twice() -> None:
+    budget = Budget(settings())
+    topic, key, value = budget.charge("generate", 0.01, "<a>")
+    assert key == budget.day.encode()
+    assert topic == catalog.BUDGET_SPEND
+    budget.count_event(value)  # our own event, read back from the topic
+    other = Budget(settings())
+    budget.count_event(other.charge("generate", 0.01, "<b>")[2])
+    assert budget.spent_today == pytest.approx(0.02)
+
+
+def gate(**kw: object) -> ModelGate:
+    return ModelGate(
+        budget=Budget(settings()),
+        faults=FaultInjector({}),
+        threshold=2,
+        cooldown_s=60,
+        fallbacks={"generate": "plain"},
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def failing() -> str:
+    raise Unavailable("down")
+
+
+async def test_an_open_breaker_uses_the_fallback_or_says_unavailable() -> None:
+    g = gate()
+    for stage in ("generate", "urgency"):
+        for _ in range(2):
+            with pytest.raises(Unavailable):
+                await g.call(
+                    stage,
+                    "m",
+                    failing,
+                    message_id="<a>",
+                    email_cost=0.0,
+                    fallback=lambda: "fallback",
+                )
+    call = await g.call(
+        "generate",
+        "templates",
+        lambda: "model",
+        message_id="<a>",
+        email_cost=0.0,
+        fallback=lambda: "fallback",
+    )
+    assert (call.result, call.model) == ("fallback", "plain")
+    with pytest.raises(ModelUnavailable, match="breaker open"):
+        await g.call("urgency", "vader", lambda: "model", message_id="<a>", email_cost=0.0)
+
+
+async def test_a_paid_call_returns_its_cost_event() -> None:
+    call = await gate().call(
+        "classify", "tfidf", lambda: "billing", message_id="<a>", email_cost=0.0
+    )
+    assert call.cost == 0.001
+    assert call.spend_event is not None
+    assert call.spend_event[0] == catalog.BUDGET_SPEND
+
+
+async def test_over_budget_without_fallback_raises() -> None:
+    g = ModelGate(budget=Budget(settings(budget_per_email=0.0005)), faults=FaultInjector({}))
+    with pytest.raises(BudgetExceeded):
+        await g.call("classify", "tfidf", lambda: "x", message_id="<a>", email_cost=0.0)
