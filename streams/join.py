@@ -45,12 +45,16 @@ class TriageJoin:
         # message id -> (ticket, monotonic time it started waiting, partition number)
         self.pending: dict[str, tuple[dict[str, Any], float, int]] = {}
         self.runner: StageRunner | None = None
+        self.timed_out: dict[str, float] = {}  # escalated on timeout: a late half is dropped
 
     async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = TICKET.decode(record.value)
         mid = ticket["message_id"]
         key = mid.encode()
+        if mid in self.timed_out:
+            log.info("join dropped the late half of %s: it was escalated on timeout", mid)
+            return []
         waiting = self.pending.pop(mid, None)
         if waiting is None:
             self.pending[mid] = (ticket, time.monotonic(), record.partition)
@@ -93,24 +97,32 @@ class TriageJoin:
         """Escalate halves that waited longer than the timeout."""
         while not stop.is_set():
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
-            deadline = time.monotonic() - self.timeout_s
-            expired = [mid for mid, (_, since, _) in self.pending.items() if since < deadline]
-            for mid in expired:
-                ticket, _, _ = self.pending.pop(mid)
-                began = time.perf_counter()
-                ticket["escalation_reason"] = "join_timeout"
-                missing = "urgency" if ticket["urgency"] is None else "classification"
-                ticket["escalation_detail"] = f"no {missing} result after {self.timeout_s:.0f}s"
-                ticket["decisions"].append(
-                    decision(
-                        "join", "triage-join", "join_timeout", began, ticket["escalation_detail"]
-                    )
-                )
-                key = mid.encode()
-                if self.runner is not None:
-                    await self.runner.send_all(
-                        [
-                            Output(catalog.ESCALATE, TICKET.encode(ticket), key),
-                            Output(catalog.JOIN_CHANGELOG, None, key),
-                        ]
-                    )
+            outputs = self.take_expired(time.monotonic())
+            if outputs and self.runner is not None:
+                await self.runner.send_durably(outputs, stop)
+
+    def take_expired(self, now: float) -> list[Output]:
+        """Remove every half waiting since before the timeout; their escalations.
+
+        Synchronous, so no half can be joined while it is being expired; a second half
+        that turns up later is dropped by ``handle``.
+        """
+        outputs: list[Output] = []
+        for mid in [m for m, (_, since, _) in self.pending.items() if since < now - self.timeout_s]:
+            ticket, _, _ = self.pending.pop(mid)
+            self.timed_out[mid] = now
+            began = time.perf_counter()
+            missing = "urgency" if ticket["urgency"] is None else "classification"
+            ticket["escalation_reason"] = "join_timeout"
+            ticket["escalation_detail"] = f"no {missing} result after {self.timeout_s:.0f}s"
+            ticket["decisions"].append(
+                decision("join", "triage-join", "join_timeout", began, ticket["escalation_detail"])
+            )
+            key = mid.encode()
+            outputs += [
+                Output(catalog.ESCALATE, TICKET.encode(ticket), key),
+                Output(catalog.JOIN_CHANGELOG, None, key),
+            ]
+        forget = now - 20 * self.timeout_s
+        self.timed_out = {m: t for m, t in self.timed_out.items() if t > forget}
+        return outputs
