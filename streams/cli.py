@@ -142,9 +142,13 @@ def produce(
     from rich.progress import Progress
 
     from streams.produce import produce_emails, read_paths
+    from streams.tracing import setup_tracing, shutdown_tracing
+
+    setup_tracing("mailroom-cli", settings().data_dir, enabled=settings().tracing)
 
     with Progress(console=err) as progress:
         ids = produce_emails(settings(), read_paths(paths), rate=rate or None, progress=progress)
+    shutdown_tracing()
     console.print(f"produced {len(ids)} emails to {settings().topic('emails.inbound')}")
 
 
@@ -170,6 +174,24 @@ def audit() -> None:
     console.print(report.describe())
     if report.missing or report.duplicated:
         raise typer.Exit(1)
+
+
+@app.command("trace")
+def trace_cmd(
+    ident: Annotated[str, typer.Argument(help="a message id or a trace id")],
+    jaeger: Annotated[
+        str | None,
+        typer.Option(help="Jaeger query URL, e.g. http://127.0.0.1:16686; default: span files"),
+    ] = None,
+) -> None:
+    """Print an email's trace: every hop, model call, retry, with durations and outcomes."""
+    from streams.traceview import load_spans, render
+
+    spans = load_spans(settings().data_dir, ident, jaeger=jaeger)
+    if not spans:
+        err.print(f"no spans found for {ident}")
+        raise typer.Exit(1)
+    console.print(render(spans, jaeger_ui=jaeger or settings().jaeger_ui))
 
 
 @app.command("replay")

@@ -19,6 +19,7 @@ from streams.audit import read_keys, run_audit
 from streams.broker import EmbeddedBroker
 from streams.produce import produce_emails
 from streams.settings import Settings
+from streams.tracing import setup_tracing, shutdown_tracing
 from topics import catalog
 from topics.codec import Codec
 
@@ -76,6 +77,7 @@ def run_demo(
             stderr=subprocess.STDOUT,
         )
         log.close()
+        setup_tracing("mailroom-demo", settings.data_dir, enabled=settings.tracing)
         emails = demo_emails(f"{int(time.time())}")
         ids = {e["message_id"] for e in emails}
         t0 = time.monotonic()
@@ -91,11 +93,14 @@ def run_demo(
         elapsed = time.monotonic() - t0
         summarize(console, terminal, len(ids), elapsed)
         failures(console, settings, ids)
+        example = next((m for m in sorted(ids) if "special-5" in m), sorted(ids)[0])
+        console.print(f"  one email's journey: mailroom trace '{example}'")
         report = run_audit(settings)
         console.print(
             f"audit: {len(report.missing)} missing, {len(report.duplicated)} in two terminal topics"
         )
     finally:
+        shutdown_tracing()
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)

@@ -14,10 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from opentelemetry.trace import Status, StatusCode
+
 from processors.errors import Unavailable
 from streams.breaker import CircuitBreaker, State
 from streams.budget import Budget, BudgetExceeded
 from streams.faults import FaultInjector
+from streams.tracing import tracer
 
 log = logging.getLogger("mailroom.guard")
 T = TypeVar("T")
@@ -75,25 +78,43 @@ class ModelGate:
         except BudgetExceeded:
             if fallback is None:
                 raise
-            return Call(fallback(), self.fallbacks[stage], 0.0)
+            return self._fallback(stage, fallback, "budget_exceeded")
         breaker = self.breaker(stage)
         if not breaker.allow():
             if fallback is not None:
-                return Call(fallback(), self.fallbacks[stage], 0.0)
+                return self._fallback(stage, fallback, "breaker_open")
             raise ModelUnavailable(f"{stage} model {model} is unavailable (breaker open)")
         trial = breaker.state is State.HALF_OPEN
         if trial:
             await breaker.trial.acquire()
-        try:
-            await self.faults.before_call(stage)
-            result = fn()
-        except Exception:  # any failure of the model counts against its breaker
-            breaker.failure()
-            raise
-        else:
-            breaker.success()
-        finally:
-            if trial:
-                breaker.trial.release()
+        attributes = {
+            "mailroom.stage": stage,
+            "mailroom.model": model,
+            "mailroom.breaker": breaker.state.value,
+            "mailroom.cost": cost,
+        }
+        with tracer().start_as_current_span(f"model {stage}", attributes=attributes) as span:
+            try:
+                await self.faults.before_call(stage)
+                result = fn()
+            except Exception as exc:  # any failure of the model counts against its breaker
+                breaker.failure()
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+                raise
+            else:
+                breaker.success()
+            finally:
+                if trial:
+                    breaker.trial.release()
         event = self.budget.charge(stage, cost, message_id) if cost else None
         return Call(result, model, cost, event)
+
+    def _fallback(self, stage: str, fallback: Callable[[], T], why: str) -> Call:
+        model = self.fallbacks[stage]
+        attributes = {
+            "mailroom.stage": stage,
+            "mailroom.model": model,
+            "mailroom.fallback_because": why,
+        }
+        with tracer().start_as_current_span(f"model {stage}", attributes=attributes):
+            return Call(fallback(), model, 0.0)

@@ -46,6 +46,7 @@ class TriageJoin:
         self.pending: dict[str, tuple[dict[str, Any], float, int]] = {}
         self.runner: StageRunner | None = None
         self.timed_out: dict[str, float] = {}  # escalated on timeout: a late half is dropped
+        self.settled: dict[str, float] = {}  # joined or expired here, recently
 
     async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -59,6 +60,7 @@ class TriageJoin:
         if waiting is None:
             self.pending[mid] = (ticket, time.monotonic(), record.partition)
             return [Output(catalog.JOIN_CHANGELOG, record.value, key)]
+        self.settled[mid] = time.monotonic()
         merged = merge(waiting[0], ticket)
         merged["decisions"].append(
             decision(
@@ -76,14 +78,22 @@ class TriageJoin:
         numbers = {tp.partition for tp in assigned}
         if not numbers:
             return
-        restored = 0
+        # aiokafka may deliver records while this runs: a half joined or expired meanwhile
+        # must not come back from the (older) changelog snapshot.
+        settled_before = set(self.settled)
+        state: dict[str, tuple[dict[str, Any], float, int]] = {}
         for rec in await read_to_end(self.settings, catalog.JOIN_CHANGELOG, numbers):
             mid = rec.key.decode()
             if rec.value is None:
-                self.pending.pop(mid, None)
+                state.pop(mid, None)
             else:
-                self.pending[mid] = (TICKET.decode(rec.value), time.monotonic(), rec.partition)
-                restored += 1
+                state[mid] = (TICKET.decode(rec.value), time.monotonic(), rec.partition)
+        restored = 0
+        for mid, entry in state.items():
+            if mid in self.pending or mid in self.settled or mid in settled_before:
+                continue
+            self.pending[mid] = entry
+            restored += 1
         if restored:
             log.info("join restored %d waiting halves for partitions %s", restored, sorted(numbers))
 
@@ -111,6 +121,7 @@ class TriageJoin:
         for mid in [m for m, (_, since, _) in self.pending.items() if since < now - self.timeout_s]:
             ticket, _, _ = self.pending.pop(mid)
             self.timed_out[mid] = now
+            self.settled[mid] = now
             began = time.perf_counter()
             missing = "urgency" if ticket["urgency"] is None else "classification"
             ticket["escalation_reason"] = "join_timeout"
@@ -125,4 +136,5 @@ class TriageJoin:
             ]
         forget = now - 20 * self.timeout_s
         self.timed_out = {m: t for m, t in self.timed_out.items() if t > forget}
+        self.settled = {m: t for m, t in self.settled.items() if t > forget}
         return outputs

@@ -12,6 +12,7 @@ from rich.progress import Progress
 from streams.clients import durable_producer
 from streams.ingest import read_emails
 from streams.settings import Settings
+from streams.tracing import inject, producer_span
 from topics import catalog
 from topics import headers as h
 from topics.codec import Codec
@@ -43,12 +44,11 @@ def produce_emails(
             if wait > 0:
                 producer.poll(wait)
         key = email["message_id"].encode()
+        # The root of the email's trace: every later hop continues it.
+        with producer_span(topic, key, **{"mailroom.message_id": email["message_id"]}):
+            headers = inject([(h.MESSAGE_ID, key), (h.CONTENT_TYPE, b"avro/binary")])
         producer.produce(
-            topic,
-            codec.encode(email),
-            key=key,
-            on_delivery=delivered,
-            headers=[(h.MESSAGE_ID, key), (h.CONTENT_TYPE, b"avro/binary")],
+            topic, codec.encode(email), key=key, on_delivery=delivered, headers=headers
         )
         producer.poll(0)
         ids.append(email["message_id"])

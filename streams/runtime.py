@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import (
@@ -31,9 +32,11 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import CommitFailedError
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from streams.retry import Incoming, Output, from_retry, route_failure
 from streams.settings import Settings
+from streams.tracing import extract, inject, messaging_attributes, producer_span, tracer
 from topics import headers as h
 from topics.catalog import StageSpec
 
@@ -82,24 +85,63 @@ class StageRunner:
         self.consumer: AIOKafkaConsumer | None = None
 
     async def process(self, incoming: Incoming) -> list[Output]:
-        """The wrapper: every exception becomes a retry or a dead letter; nothing escapes."""
-        try:
-            return await self.handler(incoming)
-        except Exception as exc:
-            self.failed += 1
-            out = route_failure(self.spec, incoming, exc, self.settings.retry_delays_s)
-            log.warning(
-                "stage %s failed on %s[%d]@%d (attempt %d) -> %s: %s: %s",
-                self.spec.name,
-                incoming.topic,
-                incoming.partition,
-                incoming.offset,
-                incoming.attempt,
-                out.topic,
-                type(exc).__name__,
-                exc,
-            )
-            return [out]
+        """The wrapper: one CONSUMER span, parented to the record's trace context; every
+        exception becomes a retry or a dead letter; nothing escapes."""
+        message_id = h.get(incoming.headers, h.MESSAGE_ID) or (incoming.key or b"").decode(
+            "utf-8", errors="replace"
+        )
+        attributes = {
+            **messaging_attributes(
+                operation="process",
+                topic=incoming.topic,
+                partition=incoming.partition,
+                offset=incoming.offset,
+                key=incoming.key,
+                group=self.group,
+            ),
+            "mailroom.stage": self.spec.name,
+            "mailroom.message_id": message_id,
+            "mailroom.retry.attempt": incoming.attempt,
+        }
+        with tracer().start_as_current_span(
+            f"process {incoming.topic}",
+            context=extract(incoming.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            try:
+                outputs = await self.handler(incoming)
+                outcome = "ok"
+            except Exception as exc:
+                self.failed += 1
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+                failure = route_failure(self.spec, incoming, exc, self.settings.retry_delays_s)
+                outcome = "dead_letter" if failure.topic.endswith(".dlq") else "retry"
+                log.warning(
+                    "stage %s failed on %s[%d]@%d (attempt %d) -> %s: %s: %s",
+                    self.spec.name,
+                    incoming.topic,
+                    incoming.partition,
+                    incoming.offset,
+                    incoming.attempt,
+                    failure.topic,
+                    type(exc).__name__,
+                    exc,
+                )
+                outputs = [failure]
+            span.set_attribute("mailroom.outcome", outcome)
+            span.set_attribute("mailroom.decision", ",".join(o.topic for o in outputs))
+            return [self._traced(o) for o in outputs]
+
+    def _traced(self, output: Output) -> Output:
+        """A PRODUCER span for the output, its context injected into the output's headers."""
+        if output.value is None:  # tombstones carry no trace
+            return output
+        with producer_span(
+            self.settings.topic(output.topic), output.key, **{"mailroom.stage": self.spec.name}
+        ):
+            return replace(output, headers=inject(output.headers))
 
     async def send_durably(self, outputs: list[Output], stop: asyncio.Event) -> None:
         """Send until Kafka has every output. While it cannot (say the dead-letter topic

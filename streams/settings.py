@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     budget_per_email: float = 0.05
     budget_per_day: float = 100.0
 
+    # -- observability ------------------------------------------------------------------
+    tracing: bool = Field(default=True, description="OpenTelemetry spans (OTEL_* configure export)")
+    jaeger_ui: str = Field(default="http://127.0.0.1:16686", description="for trace links")
+
     # -- limits -----------------------------------------------------------------------
     max_email_bytes: int = 256 * 1024
     metrics_port: int = 9464

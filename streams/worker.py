@@ -24,6 +24,7 @@ from streams.models import LocalModels
 from streams.runtime import Handler, StageRunner, durable_async_producer
 from streams.settings import Settings
 from streams.stages import Stages
+from streams.tracing import setup_tracing, shutdown_tracing
 from topics import catalog
 
 log = logging.getLogger("mailroom.worker")
@@ -122,4 +123,8 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Worker(settings, stages).run(stop)
+    setup_tracing("mailroom-worker", settings.data_dir, enabled=settings.tracing)
+    try:
+        await Worker(settings, stages).run(stop)
+    finally:
+        shutdown_tracing()

@@ -41,8 +41,12 @@ def test_500_emails_with_12_percent_faults_on_every_model_lose_nothing(
 ) -> None:
     settings, workers = pipeline
     faults = ";".join(f"{m}:error_rate=0.12" for m in MODELS)
-    workers.start(MAILROOM_FAULTS=faults, MAILROOM_BREAKER_COOLDOWN_S="2",
-                  MAILROOM_JOIN_TIMEOUT_S="60", **FAST_RETRIES)
+    workers.start(
+        MAILROOM_FAULTS=faults,
+        MAILROOM_BREAKER_COOLDOWN_S="2",
+        MAILROOM_JOIN_TIMEOUT_S="60",
+        **FAST_RETRIES,
+    )
     assert cli(settings, "produce", str(batch(settings, 0, 500))).returncode == 0
     wait_for(lambda: settled(settings, 500), timeout_s=420, what="every email terminal")
     report = run_audit(settings)

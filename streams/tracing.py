@@ -1,0 +1,204 @@
+"""One trace per email across every hop: W3C context in Kafka headers, OpenTelemetry spans.
+
+Per hop, the wrapper opens a CONSUMER span ``process <topic>`` whose parent is the context
+extracted from the record's headers (the aiokafka instrumentation ends its span before our
+code runs, so we do it here); each model call is a child span; each output gets a PRODUCER
+span ``send <topic>`` whose context is injected into the output's headers, so the next hop,
+a retry, a dead letter and a replay all continue the same trace.
+
+Export: OTLP when the standard ``OTEL_EXPORTER_OTLP_*`` variables are set (protocol from
+``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` or ``grpc``), else JSON lines in
+``<data dir>/traces/spans-<pid>.jsonl`` that ``mailroom trace`` reads. Always through a
+BatchSpanProcessor: an unreachable collector never slows or breaks the pipeline; telemetry
+errors are logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Span, SpanKind
+
+from topics import headers as h
+
+log = logging.getLogger("mailroom.tracing")
+TRACER_NAME = "mailroom"
+Headers = list[tuple[str, bytes]]
+
+
+class _HeaderGetter(Getter[Headers]):
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        value = h.get(carrier, key)
+        return [value] if value is not None else None
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return [k for k, _ in carrier]
+
+
+class _HeaderSetter(Setter[dict[str, str]]):
+    def set(self, carrier: dict[str, str], key: str, value: str) -> None:
+        carrier[key] = value
+
+
+GETTER = _HeaderGetter()
+SETTER = _HeaderSetter()
+
+
+def extract(headers: Headers) -> Context:
+    return propagate.extract(headers, getter=GETTER)
+
+
+def inject(headers: Headers, context: Context | None = None) -> Headers:
+    """``headers`` with ``traceparent``/``tracestate`` of ``context`` (default: current)."""
+    carrier: dict[str, str] = {}
+    try:
+        propagate.inject(carrier, context=context, setter=SETTER)
+    except Exception:  # telemetry never breaks the data path
+        log.exception("could not inject the trace context")
+        return headers
+    return h.replace(headers, carrier) if carrier else headers
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+class JsonLinesExporter(SpanExporter):
+    """Spans as one JSON object per line, for ``mailroom trace`` when no collector is set."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            lines = "".join(json.dumps(span_record(s)) + "\n" for s in spans)
+            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+                handle.write(lines)
+        except Exception:
+            log.exception("could not write spans to %s", self.path)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    ctx = span.get_span_context()
+    parent = span.parent
+    return {
+        "trace_id": f"{ctx.trace_id:032x}" if ctx else "",
+        "span_id": f"{ctx.span_id:016x}" if ctx else "",
+        "parent_id": f"{parent.span_id:016x}" if parent else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "start": span.start_time,
+        "end": span.end_time,
+        "status": span.status.status_code.name,
+        "error": span.status.description,
+        "attributes": dict(span.attributes or {}),
+        "links": [
+            f"{link.context.trace_id:032x}/{link.context.span_id:016x}" for link in span.links
+        ],
+        "service": (span.resource.attributes or {}).get("service.name"),
+    }
+
+
+def span_file(data_dir: Path) -> Path:
+    return data_dir / "traces" / f"spans-{os.getpid()}.jsonl"
+
+
+def otlp_exporter(env: Mapping[str, str]) -> SpanExporter | None:
+    if not (
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        return None
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter()
+
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(service: str, data_dir: Path, *, enabled: bool = True) -> TracerProvider | None:
+    """Install the tracer provider once per process (idempotent)."""
+    global _provider
+    if _provider is not None or not enabled:
+        return _provider
+    exporter = otlp_exporter(os.environ) or JsonLinesExporter(span_file(data_dir))
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        try:
+            _provider.shutdown()
+        except Exception:
+            log.exception("tracing shutdown failed")
+
+
+def messaging_attributes(
+    *,
+    operation: str,
+    topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+    group: str | None = None,
+) -> dict[str, Any]:
+    """OpenTelemetry messaging semantic conventions for Kafka."""
+    attrs: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.name": operation,
+        "messaging.operation.type": "process" if operation == "process" else "send",
+        "messaging.destination.name": topic,
+    }
+    if partition is not None:
+        attrs["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attrs["messaging.kafka.offset"] = offset
+    if key:
+        attrs["messaging.kafka.message.key"] = key.decode("utf-8", errors="replace")
+    if group:
+        attrs["messaging.consumer.group.name"] = group
+    return attrs
+
+
+@contextmanager
+def producer_span(topic: str, key: bytes | None, **attributes: Any) -> Iterator[Span]:
+    with tracer().start_as_current_span(
+        f"send {topic}",
+        kind=SpanKind.PRODUCER,
+        attributes={**messaging_attributes(operation="send", topic=topic, key=key), **attributes},
+    ) as span:
+        yield span
