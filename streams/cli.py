@@ -121,7 +121,6 @@ def worker(
 ) -> None:
     """Run stages (all, or a subset) in this process; more processes share the partitions."""
     import asyncio
-    import logging
 
     from streams.worker import run_worker
     from topics import catalog
@@ -129,7 +128,9 @@ def worker(
     chosen = [s.strip() for s in stages.split(",") if s.strip()] or list(catalog.STAGE_NAMES)
     for name in chosen:
         catalog.stage(name)  # unknown names fail before anything starts
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from streams.logs import setup_logging
+
+    setup_logging(payloads=settings().log_payloads)
     asyncio.run(run_worker(settings(), chosen))
 
 

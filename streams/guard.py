@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,9 +18,11 @@ from typing import Any, TypeVar
 from opentelemetry.trace import Status, StatusCode
 
 from processors.errors import Unavailable
+from streams import metrics
 from streams.breaker import CircuitBreaker, State
 from streams.budget import Budget, BudgetExceeded
 from streams.faults import FaultInjector
+from streams.logs import redact
 from streams.tracing import tracer
 
 log = logging.getLogger("mailroom.guard")
@@ -83,6 +86,7 @@ class ModelGate:
         if not breaker.allow():
             if fallback is not None:
                 return self._fallback(stage, fallback, "breaker_open")
+            metrics.MODEL_CALLS.labels(stage, model, "unavailable").inc()
             raise ModelUnavailable(f"{stage} model {model} is unavailable (breaker open)")
         trial = breaker.state is State.HALF_OPEN
         if trial:
@@ -93,21 +97,54 @@ class ModelGate:
             "mailroom.breaker": breaker.state.value,
             "mailroom.cost": cost,
         }
+        began = time.perf_counter()
         with tracer().start_as_current_span(f"model {stage}", attributes=attributes) as span:
             try:
                 await self.faults.before_call(stage)
                 result = fn()
             except Exception as exc:  # any failure of the model counts against its breaker
                 breaker.failure()
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+                message = redact(f"{type(exc).__name__}: {exc}")[:200]
+                span.set_status(Status(StatusCode.ERROR, message))
+                self._observe(stage, model, began, "error", message_id, type(exc).__name__)
                 raise
             else:
                 breaker.success()
             finally:
                 if trial:
                     breaker.trial.release()
+        self._observe(stage, model, began, "ok", message_id)
+        metrics.COST.labels(stage).inc(cost)
         event = self.budget.charge(stage, cost, message_id) if cost else None
         return Call(result, model, cost, event)
+
+    @staticmethod
+    def _observe(
+        stage: str,
+        model: str,
+        began: float,
+        outcome: str,
+        message_id: str,
+        error_type: str | None = None,
+    ) -> None:
+        seconds = time.perf_counter() - began
+        metrics.MODEL_LATENCY.labels(stage, model).observe(seconds)
+        metrics.MODEL_CALLS.labels(stage, model, outcome).inc()
+        log.info(
+            "model call %s %s: %s",
+            stage,
+            model,
+            outcome,
+            extra={
+                "event": "model_call",
+                "stage": stage,
+                "model": model,
+                "message_id": message_id,
+                "outcome": outcome,
+                "latency_ms": round(seconds * 1000, 3),
+                "error_type": error_type,
+            },
+        )
 
     def _fallback(self, stage: str, fallback: Callable[[], T], why: str) -> Call:
         model = self.fallbacks[stage]
@@ -116,5 +153,21 @@ class ModelGate:
             "mailroom.model": model,
             "mailroom.fallback_because": why,
         }
+        began = time.perf_counter()
         with tracer().start_as_current_span(f"model {stage}", attributes=attributes):
-            return Call(fallback(), model, 0.0)
+            result = fallback()
+        metrics.MODEL_CALLS.labels(stage, model, f"fallback_{why}").inc()
+        log.info(
+            "model call %s %s: fallback (%s)",
+            stage,
+            model,
+            why,
+            extra={
+                "event": "model_call",
+                "stage": stage,
+                "model": model,
+                "outcome": f"fallback_{why}",
+                "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+            },
+        )
+        return Call(result, model, 0.0)

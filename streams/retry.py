@@ -14,6 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from streams.logs import redact as redact_pii
 from topics import headers as h
 from topics.catalog import StageSpec
 from topics.errors import MailroomError
@@ -55,8 +56,8 @@ def is_retriable(exc: BaseException) -> bool:
 
 
 def redact(text: str) -> str:
-    """Error messages travel in headers; keep them short and free of email bodies."""
-    return text.replace("\n", " ")[:MAX_ERROR_MESSAGE]
+    """Error messages travel in headers: short, one line, no addresses, cards or phones."""
+    return redact_pii(text.replace("\n", " "))[:MAX_ERROR_MESSAGE]
 
 
 def route_failure(
@@ -73,7 +74,7 @@ def route_failure(
         h.ERROR_STAGE: spec.name,
         h.ERROR_CLASS: error_class,
         h.ERROR_MESSAGE: redact(str(exc)),
-        h.ERROR_STACKTRACE: "".join(traceback.format_exception(exc))[-MAX_STACKTRACE:],
+        h.ERROR_STACKTRACE: redact_pii("".join(traceback.format_exception(exc)))[-MAX_STACKTRACE:],
         h.FIRST_FAILED_AT: h.get(incoming.headers, h.FIRST_FAILED_AT) or str(now),
     }
     if is_retriable(exc) and attempt < len(delays_s):

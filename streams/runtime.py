@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,8 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from streams import metrics
+from streams.logs import redact
 from streams.retry import Incoming, Output, from_retry, route_failure
 from streams.settings import Settings
 from streams.tracing import extract, inject, messaging_attributes, producer_span, tracer
@@ -103,6 +106,7 @@ class StageRunner:
             "mailroom.message_id": message_id,
             "mailroom.retry.attempt": incoming.attempt,
         }
+        began = time.perf_counter()
         with tracer().start_as_current_span(
             f"process {incoming.topic}",
             context=extract(incoming.headers),
@@ -114,24 +118,63 @@ class StageRunner:
                 outcome = "ok"
             except Exception as exc:
                 self.failed += 1
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+                message = redact(f"{type(exc).__name__}: {exc}")[:200]
+                span.set_status(Status(StatusCode.ERROR, message))
+                span.add_event(
+                    "exception",
+                    {"exception.type": type(exc).__name__, "exception.message": message},
+                )
                 failure = route_failure(self.spec, incoming, exc, self.settings.retry_delays_s)
-                outcome = "dead_letter" if failure.topic.endswith(".dlq") else "retry"
+                if failure.topic.endswith(".dlq"):
+                    outcome = "dead_letter"
+                    metrics.DEAD_LETTERS.labels(
+                        self.spec.name, h.get(failure.headers, h.ERROR_CLASS)
+                    ).inc()
+                else:
+                    outcome = "retry"
+                    metrics.RETRIES.labels(
+                        self.spec.name, h.get(failure.headers, h.RETRY_ATTEMPT)
+                    ).inc()
                 log.warning(
-                    "stage %s failed on %s[%d]@%d (attempt %d) -> %s: %s: %s",
+                    "stage %s failed on %s[%d]@%d (attempt %d) -> %s",
                     self.spec.name,
                     incoming.topic,
                     incoming.partition,
                     incoming.offset,
                     incoming.attempt,
                     failure.topic,
-                    type(exc).__name__,
-                    exc,
+                    extra={
+                        "event": "failure",
+                        "stage": self.spec.name,
+                        "message_id": message_id,
+                        "outcome": outcome,
+                        "decision": failure.topic,
+                        "error_type": type(exc).__name__,
+                        "error": message,
+                        "traceback": redact("".join(traceback.format_exception(exc))),
+                    },
                 )
                 outputs = [failure]
+            decision = ",".join(o.topic for o in outputs)
             span.set_attribute("mailroom.outcome", outcome)
-            span.set_attribute("mailroom.decision", ",".join(o.topic for o in outputs))
+            span.set_attribute("mailroom.decision", decision)
+            metrics.PROCESSED.labels(self.spec.name, outcome).inc()
+            for o in outputs:
+                metrics.ROUTED.labels(self.spec.name, o.topic).inc()
+            log.info(
+                "%s -> %s",
+                self.spec.name,
+                decision,
+                extra={
+                    "event": "route",
+                    "stage": self.spec.name,
+                    "message_id": message_id,
+                    "outcome": outcome,
+                    "decision": decision,
+                    "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+                    "input_size": len(incoming.value or b""),
+                },
+            )
             return [self._traced(o) for o in outputs]
 
     def _traced(self, output: Output) -> Output:
@@ -162,6 +205,7 @@ class StageRunner:
                         exc,
                     )
                 self.stalled = True
+                metrics.STALLED.labels(self.spec.name).set(1)
                 if stop.is_set():
                     raise
                 await asyncio.sleep(delay)
@@ -169,6 +213,7 @@ class StageRunner:
                 continue
             if self.stalled:
                 log.warning("stage %s recovered: outputs written", self.spec.name)
+                metrics.STALLED.labels(self.spec.name).set(0)
             self.stalled = False
             return
 
@@ -231,6 +276,11 @@ class StageRunner:
                 done = record.offset
             if done is None:
                 continue
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - done - 1)
+                )
             await self.send_durably(outputs, stop)
             # Only now, with every output acknowledged, is the input done.
             try:

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     # -- observability ------------------------------------------------------------------
     tracing: bool = Field(default=True, description="OpenTelemetry spans (OTEL_* configure export)")
     jaeger_ui: str = Field(default="http://127.0.0.1:16686", description="for trace links")
+    log_payloads: bool = Field(default=False, description="log bodies and addresses unredacted")
 
     # -- limits -----------------------------------------------------------------------
     max_email_bytes: int = 256 * 1024

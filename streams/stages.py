@@ -22,6 +22,7 @@ from processors.models import (
     QualityRequest,
 )
 from processors.prefilter import prefilter
+from streams import metrics
 from streams.budget import BudgetExceeded
 from streams.guard import Call, ModelGate, ModelUnavailable
 from streams.ledger import TerminalLedger
@@ -311,6 +312,7 @@ class Stages:
         ticket = TICKET.decode(record.value)
         if self.ledger.seen(ticket["message_id"]):
             self.ledger.dropped += 1
+            metrics.DUPLICATES.inc()
             log.info("dropped a second outcome for %s", ticket["message_id"])
             return []
         scored = [d for d in ticket["drafts"] if d["score"] is not None]
@@ -355,6 +357,10 @@ class Stages:
                 "quality_score": best["score"],
                 "sent_at": now_ms(),
             }
+            metrics.RESPONSES.inc()
+            metrics.END_TO_END.labels("response").observe(
+                max(0.0, (now_ms() - email["received_at"]) / 1000)
+            )
             return [Output(catalog.RESPONSES, RESPONSE.encode(response), key, headers)]
         escalation = {
             **common,
@@ -366,4 +372,8 @@ class Stages:
             "draft": best["text"] if best else None,
             "escalated_at": now_ms(),
         }
+        metrics.ESCALATIONS.labels(decided.reason).inc()
+        metrics.END_TO_END.labels("escalation").observe(
+            max(0.0, (now_ms() - email["received_at"]) / 1000)
+        )
         return [Output(catalog.ESCALATIONS, ESCALATION.encode(escalation), key, headers)]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from streams import metrics
 from streams.budget import Budget
 from streams.faults import FaultInjector, parse_faults
 from streams.guard import ModelGate
@@ -47,6 +48,9 @@ class Worker:
             threshold=self.settings.breaker_threshold,
             cooldown_s=self.settings.breaker_cooldown_s,
             fallbacks=self.settings.fallbacks,
+            on_transition=lambda model, old, new: metrics.breaker_transition(
+                model, old.value, new.value
+            ),
         )
         self.models = LocalModels(self.settings.data_dir)
         self.ledger = TerminalLedger(self.settings)
@@ -124,6 +128,7 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     setup_tracing("mailroom-worker", settings.data_dir, enabled=settings.tracing)
+    metrics.serve(settings.metrics_port)
     try:
         await Worker(settings, stages).run(stop)
     finally:

@@ -19,6 +19,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "MAILROOM_APP_ID": settings.app_id,
         "MAILROOM_DATA_DIR": str(settings.data_dir),
         "MAILROOM_JOIN_TIMEOUT_S": str(settings.join_timeout_s),
+        "MAILROOM_METRICS_PORT": "0",
     }
 
 
