@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -75,6 +76,8 @@ def test_broker_restart_keeps_topics_and_records(tmp_path: Path) -> None:
         for n in range(20):
             producer.produce("emails.inbound", f"record {n}".encode(), key=str(n).encode())
         assert producer.flush(10) == 0
+        del producer  # no client left to complain while the broker is down
+        gc.collect()
         assert broker.stop() is True
         assert broker.status().running is False
         broker.start()
