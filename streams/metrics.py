@@ -61,13 +61,13 @@ def breaker_transition(model: str, old: str, new: str) -> None:
     BREAKER_TRANSITIONS.labels(model, old, new).inc()
 
 
-def serve(port: int) -> bool:
+def serve(port: int, host: str = "127.0.0.1") -> bool:
     if port <= 0:
         return False
     try:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=host)
     except OSError as exc:
         log.warning("metrics not served: port %d: %s", port, exc)
         return False
-    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
     return True

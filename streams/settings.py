@@ -91,7 +91,8 @@ class Settings(BaseSettings):
 
     # -- limits -----------------------------------------------------------------------
     max_email_bytes: int = 256 * 1024
-    metrics_port: int = 9464
+    metrics_port: int = Field(default=9464, description="Prometheus endpoint; 0 = off")
+    metrics_host: str = "127.0.0.1"
 
     # -- derived client configurations -------------------------------------------------
     def confluent_config(self, **extra: Any) -> dict[str, Any]:

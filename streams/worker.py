@@ -128,7 +128,7 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     setup_tracing("mailroom-worker", settings.data_dir, enabled=settings.tracing)
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     try:
         await Worker(settings, stages).run(stop)
     finally:
