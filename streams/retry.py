@@ -88,22 +88,15 @@ def route_failure(
     return Output(topic, incoming.value, incoming.key or b"", h.replace(headers, updates))
 
 
-def from_retry(
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    headers: list[tuple[str, bytes]],
-    timestamp: int,
-) -> Incoming:
-    """An Incoming for a record read from a retry topic: the origin comes from its headers."""
+def from_retry(record: Incoming) -> Incoming:
+    """A record read from a retry topic, seen as its original input (from its headers)."""
+    headers = record.headers
     return Incoming(
-        topic=h.get(headers, h.ORIGIN_TOPIC) or topic,
-        partition=int(h.get(headers, h.ORIGIN_PARTITION) or partition),
-        offset=int(h.get(headers, h.ORIGIN_OFFSET) or offset),
-        key=key,
-        value=value,
+        topic=h.get(headers, h.ORIGIN_TOPIC) or record.topic,
+        partition=int(h.get(headers, h.ORIGIN_PARTITION) or record.partition),
+        offset=int(h.get(headers, h.ORIGIN_OFFSET) or record.offset),
+        key=record.key,
+        value=record.value,
         headers=headers,
-        timestamp=int(h.get(headers, h.ORIGIN_TIMESTAMP) or timestamp),
+        timestamp=int(h.get(headers, h.ORIGIN_TIMESTAMP) or record.timestamp),
     )

@@ -292,17 +292,7 @@ class StageRunner:
 
     def _incoming(self, record: ConsumerRecord[bytes, bytes]) -> Incoming:
         headers = [(k, v) for k, v in (record.headers or ())]
-        if self.retries:
-            return from_retry(
-                record.topic,
-                record.partition,
-                record.offset,
-                record.key,
-                record.value,
-                headers,
-                record.timestamp,
-            )
-        return Incoming(
+        incoming = Incoming(
             record.topic,
             record.partition,
             record.offset,
@@ -311,6 +301,7 @@ class StageRunner:
             headers,
             record.timestamp,
         )
+        return from_retry(incoming) if self.retries else incoming
 
     def _due(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]

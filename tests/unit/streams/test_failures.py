@@ -60,7 +60,7 @@ def test_a_permanent_failure_is_dead_lettered_at_once() -> None:
 
 def test_a_retried_record_keeps_its_original_origin() -> None:
     first = route_failure(SPEC, incoming(), Unavailable("x"), DELAYS)
-    again = from_retry("classify.retry.1", 0, 7, first.key, first.value, first.headers, 9)
+    again = from_retry(Incoming("classify.retry.1", 0, 7, first.key, first.value, first.headers, 9))
     assert (again.topic, again.partition, again.offset) == ("emails.accepted", 4, 1234)
     assert again.attempt == 1
     second = route_failure(SPEC, again, Unavailable("x"), DELAYS)
