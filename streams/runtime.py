@@ -274,6 +274,7 @@ class StageRunner:
                     break  # paused until due; the rest of the tier waits behind it
                 outputs.extend(await self.process(self._incoming(record)))
                 done = record.offset
+                self.processed += 1
             if done is None:
                 continue
             highwater = consumer.highwater(tp)
@@ -288,7 +289,6 @@ class StageRunner:
             except CommitFailedError as exc:
                 # The group moved on; the new owner processes these again (at least once).
                 log.warning("stage %s could not commit %s: %s", self.spec.name, tp, exc)
-            self.processed += len(outputs)
 
     def _incoming(self, record: ConsumerRecord[bytes, bytes]) -> Incoming:
         headers = [(k, v) for k, v in (record.headers or ())]
