@@ -185,7 +185,7 @@ class EmbeddedBroker:
         (self.home / "log4j2.properties").write_text(log4j.format(log_file=self.log_file))
 
     def _format_storage(self) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         cmd = [
             *self._java(),
             STORAGE_TOOL,
@@ -247,6 +247,15 @@ class EmbeddedBroker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, 10.0)
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id (base64url of a UUID) that does not start with '-': the storage
+    tool would read such an id as an option (1 start in 64 failed that way)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if cluster_id[0].isalnum():
+            return cluster_id
 
 
 def unled_partitions(metadata: Any, names: Iterable[str] | None = None) -> list[str]:

@@ -48,3 +48,10 @@ def test_settings_are_frozen_and_reject_unknown_names() -> None:
 
 def test_topic_prefix_applies_to_names() -> None:
     assert Settings(topic_prefix="t1.").topic("emails.inbound") == "t1.emails.inbound"
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from streams.broker import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert all(i[0].isalnum() and len(i) == 22 for i in ids)
