@@ -14,24 +14,13 @@ from dataclasses import dataclass, field
 from confluent_kafka import TopicPartition
 
 from streams.clients import reader
+from streams.retry import Incoming
 from streams.settings import Settings
 from topics import catalog
 from topics.codec import InboundCodec
 from topics.errors import CodecError
 
 FINAL = (catalog.RESPONSES, catalog.ESCALATIONS, catalog.IGNORED)
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A record as it sits in a topic."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp: int
 
 
 @dataclass
@@ -53,7 +42,7 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def read_records(settings: Settings, topic: str) -> list[Stored]:
+def read_records(settings: Settings, topic: str) -> list[Incoming]:
     """Every record now in ``topic`` (catalog name), up to the end offsets seen at start."""
     consumer = reader(settings)
     name = settings.topic(topic)
@@ -76,7 +65,8 @@ def read_records(settings: Settings, topic: str) -> list[Stored]:
                 if msg.error():
                     continue
                 found.append(
-                    Stored(
+                    Incoming(
+                        msg.topic(),
                         msg.partition(),
                         msg.offset(),
                         msg.key(),

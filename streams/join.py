@@ -71,7 +71,7 @@ class TriageJoin:
                 f"waited {time.monotonic() - waiting[1]:.3f}s",
             )
         )
-        return [out(catalog.TRIAGED, merged, record), Output(catalog.JOIN_CHANGELOG, None, key)]
+        return [out(catalog.TRIAGED, merged), Output(catalog.JOIN_CHANGELOG, None, key)]
 
     async def restore(self, assigned: set[TopicPartition]) -> None:
         """Reload the waiting halves of the assigned partitions from the changelog."""

@@ -39,11 +39,10 @@ RESPONSE = Codec("Response")
 ESCALATION = Codec("Escalation")
 
 
-def out(topic: str, ticket: dict[str, Any], record: Incoming) -> Output:
-    """The ticket to ``topic``, keyed by message id, carrying the trace headers along."""
-    carried = [(k, v) for k, v in (record.headers or ()) if k in (h.TRACEPARENT, h.TRACESTATE)]
+def out(topic: str, ticket: dict[str, Any]) -> Output:
+    """The ticket to ``topic``, keyed by message id. The runtime adds the trace context."""
     key = ticket["message_id"].encode()
-    return Output(topic, TICKET.encode(ticket), key, [*carried, (h.MESSAGE_ID, key)])
+    return Output(topic, TICKET.encode(ticket), key, [(h.MESSAGE_ID, key)])
 
 
 def items_of(ticket: dict[str, Any]) -> tuple[ActionItem, ...]:
@@ -145,7 +144,7 @@ class Stages:
             decision("prefilter", "prefilter-rules", outcome, began, result.reason)
         )
         topic = catalog.ACCEPTED if result.accepted else catalog.IGNORED
-        return [out(topic, ticket, record)]
+        return [out(topic, ticket)]
 
     async def classify(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -172,7 +171,7 @@ class Stages:
                 decision("classify", call.model, result.category, began, detail)
             )
         # Even unclassified, the ticket goes on: the join needs both halves.
-        return [out(catalog.CLASSIFIED, ticket, record), *self.spend(call)]
+        return [out(catalog.CLASSIFIED, ticket), *self.spend(call)]
 
     async def urgency(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -196,7 +195,7 @@ class Stages:
             ticket["decisions"].append(
                 decision("urgency", call.model, result.level, began, ", ".join(result.cues))
             )
-        return [out(catalog.SCORED, ticket, record), *self.spend(call)]
+        return [out(catalog.SCORED, ticket), *self.spend(call)]
 
     async def route(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -210,7 +209,7 @@ class Stages:
         else:
             topic, detail = catalog.route_topic(category), f"category {category}"
         ticket["decisions"].append(decision("route", "router", topic, began, detail))
-        return [out(topic, ticket, record)]
+        return [out(topic, ticket)]
 
     async def extract(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -224,12 +223,12 @@ class Stages:
             began=began,
         )
         if call is None:
-            return [out(catalog.ESCALATE, ticket, record)]
+            return [out(catalog.ESCALATE, ticket)]
         items = call.result
         ticket["action_items"] = [item.__dict__ for item in items]
         kinds = ", ".join(i.kind for i in items) or "none"
         ticket["decisions"].append(decision("extract", call.model, "ok", began, kinds))
-        return [out(catalog.EXTRACTED, ticket, record), *self.spend(call)]
+        return [out(catalog.EXTRACTED, ticket), *self.spend(call)]
 
     async def generate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -256,7 +255,7 @@ class Stages:
             began=began,
         )
         if call is None:
-            return [out(catalog.ESCALATE, ticket, record)]
+            return [out(catalog.ESCALATE, ticket)]
         ticket["iteration"] = iteration
         ticket["drafts"].append(
             {
@@ -272,7 +271,7 @@ class Stages:
         ticket["decisions"].append(
             decision("generate", call.model, f"draft {iteration}", began, f"temperature {temp}")
         )
-        return [out(catalog.DRAFTS_GENERATED, ticket, record), *self.spend(call)]
+        return [out(catalog.DRAFTS_GENERATED, ticket), *self.spend(call)]
 
     async def quality(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -288,7 +287,7 @@ class Stages:
             began=began,
         )
         if call is None:
-            return [out(catalog.ESCALATE, ticket, record)]
+            return [out(catalog.ESCALATE, ticket)]
         result = call.result
         draft.update(score=result.score, failed=list(result.failed), feedback=list(result.feedback))
         earlier = [d["score"] or 0.0 for d in ticket["drafts"][:-1]]
@@ -300,12 +299,12 @@ class Stages:
         )
         spent = self.spend(call)
         if step == "approve":
-            return [out(catalog.DRAFTS_APPROVED, ticket, record), *spent]
+            return [out(catalog.DRAFTS_APPROVED, ticket), *spent]
         if step == "revise":
-            return [out(catalog.DRAFTS_REVISE, ticket, record), *spent]
+            return [out(catalog.DRAFTS_REVISE, ticket), *spent]
         ticket["escalation_reason"] = "low_quality"
         ticket["escalation_detail"] = f"best draft scored {max(best, result.score):.2f}"
-        return [out(catalog.ESCALATE, ticket, record), *spent]
+        return [out(catalog.ESCALATE, ticket), *spent]
 
     async def escalate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -335,8 +334,7 @@ class Stages:
             decision("escalate", escalate_p.MODEL_NAME, decided.reason, began, decided.detail)
         )
         key = ticket["message_id"].encode()
-        carried = [(k, v) for k, v in (record.headers or ()) if k in (h.TRACEPARENT, h.TRACESTATE)]
-        headers = [*carried, (h.MESSAGE_ID, key)]
+        headers = [(h.MESSAGE_ID, key)]
         email = ticket["email"]
         common = {
             "message_id": ticket["message_id"],
