@@ -39,10 +39,9 @@ def produce_emails(
     task = progress.add_task("producing", total=None) if progress else None
     began = time.monotonic()
     for n, email in enumerate(emails, start=1):
-        if rate:
-            wait = began + n / rate - time.monotonic()
-            if wait > 0:
-                producer.poll(wait)
+        # poll() returns early when it serves a delivery report: wait until it is time.
+        while rate and (wait := began + (n - 1) / rate - time.monotonic()) > 0:
+            producer.poll(wait)
         key = email["message_id"].encode()
         # The root of the email's trace: every later hop continues it.
         with producer_span(topic, key, **{"mailroom.message_id": email["message_id"]}):

@@ -91,3 +91,20 @@ def test_json_produced_by_a_plain_client_decodes_on_inbound(kafka: Settings) -> 
     )
     assert record["message_id"] == "<kc-1@example.com>"
     assert record["received_at"] == msg.timestamp()[1]
+
+
+def test_produce_at_a_rate_spreads_the_emails_over_time(kafka: Settings) -> None:
+    """``mailroom produce --rate 40``: 41 emails take a second on the broker's clock,
+    even though every delivery report wakes the producer's poll early."""
+    from streams.admin import create_topics
+    from streams.audit import read_records
+    from streams.produce import produce_emails
+    from topics import catalog
+
+    create_topics(kafka)
+    emails = [SAMPLES["FeedbackEmail"](n) for n in range(41)]
+    produce_emails(kafka, emails, rate=40.0)
+    stamps = sorted(r.timestamp for r in read_records(kafka, catalog.INBOUND))
+    assert len(stamps) == 41
+    assert stamps[-1] - stamps[0] >= 950  # 40 gaps of 25 ms
+    assert stamps[20] - stamps[0] >= 450  # evenly, not a burst at the end
