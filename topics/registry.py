@@ -51,7 +51,9 @@ class SchemaVersion:
             name=name,
             version=version,
             definition=definition,
-            parsed=parse_schema(_plain_types(definition), _write_hint=False),
+            parsed=parse_schema(
+                _plain_types(definition)
+            ),  # parsed once: fastavro skips it per call
             canonical=canonical,
             fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
         )
