@@ -15,6 +15,7 @@ errors are logged and swallowed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -72,7 +73,9 @@ def inject(headers: Headers, context: Context | None = None) -> Headers:
     return h.replace(headers, carrier) if carrier else headers
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """One tracer per process (a proxy until the provider is installed, then the real one)."""
     return trace.get_tracer(TRACER_NAME)
 
 
