@@ -1,8 +1,11 @@
 """A circuit breaker per model, asyncio-native: closed -> open -> half-open -> closed.
 
-Opens after ``threshold`` consecutive failures, stays open for ``cooldown_s``, then lets one
-trial call through (half-open): its success closes the breaker, its failure opens it again.
-Every transition is logged and reported to ``on_transition`` (metrics hook).
+Opens when, among the last ``window`` calls, at least ``threshold`` failed and they are at
+least ``failure_rate`` of them: a model that is down opens it after ``threshold`` calls, while
+one that fails now and then (12% transient errors) keeps it closed, as in resilience4j's
+count-based window. Stays open for ``cooldown_s``, then lets one trial call through
+(half-open): its success closes the breaker, its failure opens it again. Every transition
+is logged and reported to ``on_transition`` (metrics hook).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -29,6 +33,8 @@ class CircuitBreaker:
         *,
         threshold: int = 3,
         cooldown_s: float = 300.0,
+        failure_rate: float = 0.5,
+        window: int = 20,
         clock: Callable[[], float] = time.monotonic,
         on_transition: Callable[[str, State, State], None] | None = None,
     ) -> None:
@@ -38,7 +44,8 @@ class CircuitBreaker:
         self.clock = clock
         self.on_transition = on_transition
         self.state = State.CLOSED
-        self.failures = 0
+        self.failure_rate = failure_rate
+        self.calls: deque[bool] = deque(maxlen=max(window, threshold))  # True: it failed
         self.opened_at = 0.0
         self.transitions: list[tuple[State, State]] = []
         self._trial = asyncio.Lock()
@@ -58,17 +65,27 @@ class CircuitBreaker:
             return True
         return self.state is State.HALF_OPEN and not self._trial.locked()
 
+    @property
+    def failures(self) -> int:
+        """Failures among the last ``window`` calls."""
+        return sum(self.calls)
+
     def success(self) -> None:
-        self.failures = 0
+        self.calls.append(False)
         if self.state is not State.CLOSED:
+            self.calls.clear()
             self._move(State.CLOSED)
 
     def failure(self) -> None:
-        self.failures += 1
+        self.calls.append(True)
+        failures = self.failures
         if self.state is State.HALF_OPEN or (
-            self.state is State.CLOSED and self.failures >= self.threshold
+            self.state is State.CLOSED
+            and failures >= self.threshold
+            and failures >= self.failure_rate * len(self.calls)
         ):
             self.opened_at = self.clock()
+            self.calls.clear()
             self._move(State.OPEN)
 
     @property

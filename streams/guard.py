@@ -51,6 +51,8 @@ class ModelGate:
     faults: FaultInjector
     threshold: int = 3
     cooldown_s: float = 300.0
+    failure_rate: float = 0.5
+    window: int = 20
     fallbacks: dict[str, str] = field(default_factory=dict)
     on_transition: Callable[[str, State, State], None] | None = None
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
@@ -61,6 +63,8 @@ class ModelGate:
                 stage,
                 threshold=self.threshold,
                 cooldown_s=self.cooldown_s,
+                failure_rate=self.failure_rate,
+                window=self.window,
                 on_transition=self.on_transition,
             )
         return self.breakers[stage]

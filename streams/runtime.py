@@ -86,6 +86,8 @@ class StageRunner:
         self.failed = 0
         self.stalled = False
         self.consumer: AIOKafkaConsumer | None = None
+        concurrency = settings.stage_concurrency
+        self.limit = asyncio.Semaphore(concurrency) if concurrency > 1 else None
 
     async def process(self, incoming: Incoming) -> list[Output]:
         """The wrapper: one CONSUMER span, parented to the record's trace context; every
@@ -264,31 +266,81 @@ class StageRunner:
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         stop: asyncio.Event,
     ) -> None:
+        """Handle one poll's records, up to ``stage_concurrency`` at once.
+
+        Records with the same key (one email) are handled one after another, in offset
+        order; different keys overlap, which is what slow models need. Each message's
+        outputs are sent as soon as it is handled; the offsets are committed once every
+        output of the poll is acknowledged.
+        """
+        todo: list[ConsumerRecord[bytes, bytes]] = []
+        last: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
             if tp not in consumer.assignment():
                 continue  # revoked meanwhile: its new owner reads from the committed offset
-            outputs: list[Output] = []
-            done = None
             for record in records:
                 if self.retries and not self._due(consumer, tp, record):
                     break  # paused until due; the rest of the tier waits behind it
-                outputs.extend(await self.process(self._incoming(record)))
-                done = record.offset
-                self.processed += 1
-            if done is None:
+                todo.append(record)
+                last[tp] = record.offset
+        if not todo:
+            return
+        chains: dict[object, list[ConsumerRecord[bytes, bytes]]] = {}
+        for record in todo:
+            chains.setdefault(record.key if record.key is not None else id(record), []).append(
+                record
+            )
+        sent: list[tuple[Output, asyncio.Future[Any] | None]] = []
+        if len(chains) == 1 or self.limit is None:
+            for chain in chains.values():
+                await self._handle_chain(chain, sent)
+        else:
+            await asyncio.gather(*(self._handle_chain(c, sent) for c in chains.values()))
+        unsent = []
+        for output, future in sent:
+            if future is None:
+                unsent.append(output)
                 continue
+            try:
+                await future
+            except Exception:
+                unsent.append(output)
+        if unsent:
+            await self.send_durably(unsent, stop)
+        for tp, done in last.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(
                     max(0, highwater - done - 1)
                 )
-            await self.send_durably(outputs, stop)
-            # Only now, with every output acknowledged, is the input done.
-            try:
-                await consumer.commit({tp: done + 1})
-            except CommitFailedError as exc:
-                # The group moved on; the new owner processes these again (at least once).
-                log.warning("stage %s could not commit %s: %s", self.spec.name, tp, exc)
+        # Only now, with every output acknowledged, are the inputs done.
+        try:
+            await consumer.commit({tp: done + 1 for tp, done in last.items()})
+        except CommitFailedError as exc:
+            # The group moved on; the new owner processes these again (at least once).
+            log.warning("stage %s could not commit %s: %s", self.spec.name, sorted(last), exc)
+
+    async def _handle_chain(
+        self,
+        chain: list[ConsumerRecord[bytes, bytes]],
+        sent: list[tuple[Output, asyncio.Future[Any] | None]],
+    ) -> None:
+        """One key's records in order; each one's outputs handed to the producer at once."""
+        for record in chain:
+            if self.limit is None:
+                outputs = await self.process(self._incoming(record))
+            else:
+                async with self.limit:
+                    outputs = await self.process(self._incoming(record))
+            self.processed += 1
+            for o in outputs:
+                try:
+                    future = await self.producer.send(
+                        self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
+                    )
+                except Exception:
+                    future = None  # sent again, durably, before the commit
+                sent.append((o, future))
 
     def _incoming(self, record: ConsumerRecord[bytes, bytes]) -> Incoming:
         headers = [(k, v) for k, v in (record.headers or ())]

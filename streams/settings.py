@@ -57,12 +57,21 @@ class Settings(BaseSettings):
 
     # -- pipeline ---------------------------------------------------------------------
     join_timeout_s: float = Field(default=30.0, description="triage-join wait before escalating")
+    stage_concurrency: int = Field(
+        default=32,
+        ge=1,
+        description="messages a stage has in hand at once (different keys; one key in order)",
+    )
 
     # -- failures -----------------------------------------------------------------------
     retry_delays_s: tuple[float, ...] = Field(
         default=(1.0, 10.0, 60.0), description="one delay per retry tier; after the last: DLQ"
     )
-    breaker_threshold: int = 3
+    breaker_threshold: int = Field(default=3, description="failures that open a breaker...")
+    breaker_failure_rate: float = Field(
+        default=0.5, gt=0, le=1, description="...when they are this share of the window"
+    )
+    breaker_window: int = Field(default=20, ge=1, description="calls a breaker looks back on")
     breaker_cooldown_s: float = 300.0
     faults: str = Field(default="", description="fault injection, see streams/faults.py")
     fallbacks: dict[str, str] = Field(

@@ -47,6 +47,8 @@ class Worker:
             faults=self.faults,
             threshold=self.settings.breaker_threshold,
             cooldown_s=self.settings.breaker_cooldown_s,
+            failure_rate=self.settings.breaker_failure_rate,
+            window=self.settings.breaker_window,
             fallbacks=self.settings.fallbacks,
             on_transition=lambda model, old, new: metrics.breaker_transition(
                 model, old.value, new.value

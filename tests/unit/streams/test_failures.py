@@ -121,13 +121,28 @@ def test_a_failed_trial_opens_the_breaker_again() -> None:
     assert not breaker.allow()
 
 
-def test_a_success_resets_the_count_of_consecutive_failures() -> None:
-    breaker = CircuitBreaker("x", threshold=3)
-    for _ in range(10):
+def test_transient_errors_keep_the_breaker_closed() -> None:
+    """12% errors, even three in a row, are noise the retry tiers absorb."""
+    breaker = CircuitBreaker("x", threshold=3, failure_rate=0.5, window=20)
+    for n in range(1000):
+        breaker.failure() if n % 25 in (10, 11, 12) else breaker.success()
+    assert breaker.state is State.CLOSED
+    assert breaker.transitions == []
+
+
+def test_a_model_failing_most_calls_opens_the_breaker() -> None:
+    breaker = CircuitBreaker("x", threshold=3, failure_rate=0.5, window=20)
+    for _ in range(5):
+        breaker.success()
+    for _ in range(2):
         breaker.failure()
         breaker.failure()
         breaker.success()
-    assert breaker.state is State.CLOSED
+    breaker.failure()
+    breaker.failure()
+    assert breaker.state is State.CLOSED  # 6 failures of 13 calls
+    breaker.failure()
+    assert breaker.state is State.OPEN  # 7 of 14
 
 
 def test_fault_spec_parsing() -> None:
