@@ -1,0 +1,70 @@
+"""A stage with slow models keeps several messages in hand, but never two of one email."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from confluent_kafka import Producer
+
+from streams.retry import Incoming, Output
+from streams.runtime import StageRunner, durable_async_producer
+from streams.settings import Settings
+from tests.kafka_helpers import consume_all, make_topics
+from topics.catalog import StageSpec
+
+pytestmark = pytest.mark.integration
+
+
+async def run_stage(settings: Settings, expected: int) -> tuple[int, dict[str, list[int]]]:
+    in_flight: set[bytes] = set()
+    peak = 0
+    order: dict[str, list[int]] = {}
+    all_handled = asyncio.Event()
+
+    async def slow_model(record: Incoming) -> list[Output]:
+        nonlocal peak
+        key = record.key or b""
+        assert key not in in_flight, "two records of one email handled at once"
+        in_flight.add(key)
+        peak = max(peak, len(in_flight))
+        await asyncio.sleep(0.05)  # the model's latency
+        in_flight.discard(key)
+        order.setdefault(key.decode(), []).append(int((record.value or b"0").decode()))
+        if sum(map(len, order.values())) == expected:
+            all_handled.set()
+        return [Output("conc.out", record.value, record.key)]
+
+    spec = StageSpec("conc", "slow", ("conc.in",), ("conc.out",))
+    producer = durable_async_producer(settings)
+    await producer.start()
+    runner = StageRunner(spec, slow_model, settings, producer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await asyncio.wait_for(all_handled.wait(), 60)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    return peak, order
+
+
+def test_a_stage_overlaps_emails_up_to_its_limit_and_keeps_each_email_in_order(
+    kafka: Settings,
+) -> None:
+    settings = kafka.model_copy(update={"stage_concurrency": 4})
+    (topic,) = make_topics(settings, "conc.in", partitions=1)
+    make_topics(settings, "conc.out", partitions=1)
+    producer = Producer(settings.confluent_config(**{"acks": "all"}))
+    # 10 emails, 3 records each (a retry, a revision...), interleaved in one partition.
+    for step in range(3):
+        for email in range(10):
+            producer.produce(topic, str(step).encode(), f"email-{email}".encode())
+    assert producer.flush(10) == 0
+
+    peak, order = asyncio.run(run_stage(settings, 30))
+
+    assert 1 < peak <= 4
+    assert order == {f"email-{n}": [0, 1, 2] for n in range(10)}
+    assert len(consume_all(settings, settings.topic("conc.out"), 30)) == 30
