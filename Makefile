@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test lint bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -50,8 +50,19 @@ lint: setup ## ruff, formatting and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: setup ## benchmarks side by side (ops/bench; not written yet)
-	@echo "ops/bench does not exist yet (issue: Step 5 - Benchmarks)"; exit 1
+# redis-server: the broker of the Celery peer in the benchmarks.
+$(STAMPS)/redis:
+	@mkdir -p $(STAMPS)
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server missing: sudo apt-get install redis-server"; exit 1; fi; }
+	@touch $@
+
+bench: setup $(STAMPS)/redis ## every benchmark side by side: one table, .bench/results.json (~25 min)
+	$(BIN)/python -m ops.bench $(ARGS)
+
+bench-quick: setup $(STAMPS)/redis ## the same harness at small sizes (CI; under 2 min)
+	$(BIN)/python -m ops.bench --quick --json .bench/quick.json
 
 clean: ## remove the venv, caches and the demo data dir
 	rm -rf $(VENV) $(STAMPS) .mailroom ops/kafka/target .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,283 @@
+"""What every scenario shares: one embedded broker, fresh topic prefixes, sample emails,
+worker processes (stopped by pid), and reading outcomes back from the topics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import OffsetSpec
+
+from streams.admin import admin_client, create_topics
+from streams.broker import EmbeddedBroker, partition_offsets
+from streams.clients import reader
+from streams.models import train_classifier
+from streams.settings import Settings
+from topics import catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+FINAL = (catalog.RESPONSES, catalog.ESCALATIONS, catalog.IGNORED)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, every: float = 0.5
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def sample_emails(count: int, tag: str = "") -> list[dict[str, Any]]:
+    """``count`` emails cycled from our own training set, each with a new message id."""
+    rows = [
+        json.loads(line)
+        for line in (ROOT / "processors" / "data" / "training.jsonl").read_text().splitlines()
+    ]
+    now = int(time.time() * 1000)
+    run = uuid.uuid4().hex[:6]
+    return [
+        {
+            "message_id": f"<bench-{tag}{run}-{n}@bench.example>",
+            "received_at": now,
+            "sender": str(row["sender"]),
+            "recipient": "support@example.com",
+            "subject": str(row["subject"]),
+            "body_text": str(row["body_text"]),
+            "body_html": None,
+            "headers": {},
+            "in_reply_to": None,
+            "attachments": [],
+            "source": "bench",
+        }
+        for n, row in enumerate(rows[i % len(rows)] for i in range(count))
+    ]
+
+
+@dataclass
+class Bench:
+    """One embedded broker for the whole run; every measurement gets its own topics."""
+
+    data_dir: Path
+    quick: bool = False
+    base: Settings = field(init=False)
+    broker: EmbeddedBroker = field(init=False)
+    started_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        port = free_port()
+        self.base = Settings(
+            bootstrap_servers=f"127.0.0.1:{port}",
+            broker_port=port,
+            controller_port=free_port(),
+            data_dir=self.data_dir,
+            metrics_port=0,
+        )
+        self.broker = EmbeddedBroker(self.base)
+
+    def start(self) -> None:
+        began = time.monotonic()
+        self.broker.start()
+        self.started_s = time.monotonic() - began
+        train_classifier(self.data_dir)  # once; every worker of the run loads it
+
+    def stop(self) -> None:
+        self.broker.stop()
+
+    def fresh(self, name: str, only: tuple[str, ...] = ()) -> Settings:
+        """Settings with a topic prefix and app id of their own; every catalog topic made,
+        or ``only`` those (creating all 57 takes seconds)."""
+        run = f"{name}-{uuid.uuid4().hex[:6]}"
+        settings = self.base.model_copy(update={"topic_prefix": f"{run}.", "app_id": run})
+        create_topics(settings, tuple(catalog.topic(t) for t in only) or None)
+        return settings
+
+
+def end_offsets(settings: Settings, topics: tuple[str, ...]) -> int:
+    """How many records the catalog ``topics`` hold now (sum of their end offsets)."""
+    admin = admin_client(settings)
+    names = [settings.topic(t) for t in topics]
+    metadata = admin.list_topics(timeout=10)
+    offsets = partition_offsets(admin, metadata, OffsetSpec.latest(), timeout_s=10, names=names)
+    return sum(offsets.values())
+
+
+def terminal_topics() -> tuple[str, ...]:
+    return tuple(catalog.terminal_topics())
+
+
+def outcome_topics() -> tuple[str, ...]:
+    """What a system other than mailroom needs: its input and the outcome topics."""
+    return (catalog.INBOUND, *terminal_topics())
+
+
+@dataclass
+class Outcomes:
+    """Per message id: when it went in, where and when it came out."""
+
+    produced_ms: dict[str, int]
+    final: dict[str, tuple[str, int]]  # first outcome: topic, broker timestamp
+    duplicates: int
+    dead_lettered: set[str]
+
+    def latencies_ms(self, ids: set[str] | None = None) -> list[float]:
+        return [
+            float(self.final[m][1] - t)
+            for m, t in self.produced_ms.items()
+            if m in self.final and (ids is None or m in ids)
+        ]
+
+    def counts(self) -> dict[str, int]:
+        answered = sum(1 for t, _ in self.final.values() if t == catalog.RESPONSES)
+        escalated = sum(1 for t, _ in self.final.values() if t == catalog.ESCALATIONS)
+        ignored = sum(1 for t, _ in self.final.values() if t == catalog.IGNORED)
+        failed = len(self.dead_lettered - set(self.final))
+        lost = len(set(self.produced_ms) - set(self.final) - self.dead_lettered)
+        return {
+            "answered": answered,
+            "escalated": escalated,
+            "ignored": ignored,
+            "failed": failed,
+            "lost": lost,
+            "duplicates": self.duplicates,
+        }
+
+    def finished_ms(self) -> list[int]:
+        return sorted(ts for _, ts in self.final.values())
+
+
+def read_keys(settings: Settings, topics: tuple[str, ...]) -> dict[str, list[tuple[str, int]]]:
+    """(key, broker timestamp) of every record now in the catalog ``topics``, one consumer
+    for all of them (a consumer per topic costs a second per dozen topics)."""
+    admin = admin_client(settings)
+    names = {settings.topic(t): t for t in topics}
+    metadata = admin.list_topics(timeout=10)
+    ends = partition_offsets(admin, metadata, OffsetSpec.latest(), timeout_s=10, names=names)
+    found: dict[str, list[tuple[str, int]]] = {t: [] for t in topics}
+    todo = {tp: end for tp, end in ends.items() if end > 0}
+    if not todo:
+        return found
+    consumer = reader(settings)
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t, p in todo])
+        while todo:
+            for msg in consumer.consume(1000, timeout=1.0):
+                if msg.error():
+                    continue
+                key = (msg.key() or b"").decode("utf-8", errors="replace")
+                found[names[msg.topic()]].append((key, msg.timestamp()[1]))
+                if msg.offset() + 1 >= todo.get((msg.topic(), msg.partition()), 0):
+                    todo.pop((msg.topic(), msg.partition()), None)
+    finally:
+        consumer.close()
+    return found
+
+
+def read_outcomes(settings: Settings) -> Outcomes:
+    """Read ``emails.inbound`` and every terminal topic of ``settings`` back."""
+    records = read_keys(settings, outcome_topics())
+    produced = dict(records[catalog.INBOUND])
+    final: dict[str, tuple[str, int]] = {}
+    duplicates = 0
+    parked: set[str] = set()
+    for topic in terminal_topics():
+        for mid, timestamp in records[topic]:
+            if topic not in FINAL:
+                parked.add(mid)
+            elif mid in final:
+                duplicates += 1
+            else:
+                final[mid] = (topic, timestamp)
+    return Outcomes(produced, final, duplicates, parked)
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a bench process: the user's, without their MAILROOM_* or OTEL_*
+    settings (spans go to a file; every run measures the same defaults), plus ``extra``."""
+    own = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "OTEL_"))}
+    return {
+        **own,
+        "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
+        "MAILROOM_APP_ID": settings.app_id,
+        "MAILROOM_DATA_DIR": str(settings.data_dir),
+        "MAILROOM_METRICS_PORT": "0",
+        "MAILROOM_JOIN_TIMEOUT_S": str(settings.join_timeout_s),
+        **extra,
+    }
+
+
+class Procs:
+    """Processes of one measurement: started with logs in the data dir, stopped by pid."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
+
+    def start(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+        path = self.log_dir / f"{name}-{uuid.uuid4().hex[:8]}.log"
+        with path.open("wb") as log:
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.procs.append(proc)
+        self.logs[proc.pid] = path
+        return proc
+
+    def worker(self, settings: Settings, **env: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            [sys.executable, "-m", "streams.cli", "worker"], worker_env(settings, **env), "worker"
+        )
+
+    @staticmethod
+    def kill(proc: subprocess.Popen[bytes]) -> None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def processes(log_dir: Path) -> Iterator[Procs]:
+    procs = Procs(log_dir)
+    try:
+        yield procs
+    finally:
+        procs.stop()

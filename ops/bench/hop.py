@@ -1,0 +1,282 @@
+"""Scenario 2, one stage hop: mailroom's whole per-message path with a model that does
+nothing, against the raw aiokafka passthrough of the same records, in one child process.
+
+The path: raw bytes -> CONSUMER span from the record's traceparent -> Avro decode ->
+model call through budget, breaker, fault injector and its span -> decision entry ->
+Avro encode -> PRODUCER span and headers -> send (acks=all, idempotent) with the budget
+event -> commit after the acks; plus the JSON log lines and Prometheus counters.
+
+A second child runs the same hop under cProfile and splits the CPU time by where it was
+spent (codec, tracing, logging, metrics, Kafka client, event loop, framework).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ops.bench.common import Bench, sample_emails, worker_env
+from ops.bench.limit import aiokafka_passthrough_async, make_topics
+from streams.clients import durable_producer
+from streams.settings import Settings
+from topics import catalog
+from topics import headers as h
+from topics.catalog import StageSpec
+
+STAGE = "classify"  # a stage with a cost: the budget check and its spend event are real
+
+
+def tickets(count: int) -> list[dict[str, Any]]:
+    """Tickets as the classifier gets them from prefilter."""
+    return [
+        {
+            "message_id": e["message_id"],
+            "email": e,
+            "classification": None,
+            "urgency": None,
+            "action_items": [],
+            "drafts": [],
+            "iteration": 0,
+            "escalation_reason": None,
+            "escalation_detail": None,
+            "cost": 0.0,
+            "model_calls": 0,
+            "decisions": [],
+            "first_seen_at": e["received_at"],
+        }
+        for e in sample_emails(count, "hop")
+    ]
+
+
+def fill(settings: Settings, topic: str, count: int) -> int:
+    """``count`` Ticket records with a traceparent each; returns the mean record size."""
+    from streams.stages import TICKET
+
+    producer = durable_producer(settings)
+    size = 0
+    for ticket in tickets(count):
+        value = TICKET.encode(ticket)
+        size += len(value)
+        key = ticket["message_id"].encode()
+        parent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01".encode()
+        producer.produce(topic, value, key, headers=[(h.MESSAGE_ID, key), ("traceparent", parent)])
+        producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError("hop: input not acknowledged")
+    return size // count
+
+
+# -- child -----------------------------------------------------------------------------
+async def _hop(
+    settings: Settings, count: int, profile: cProfile.Profile | None = None
+) -> tuple[float, float]:
+    """Messages/s and CPU seconds per message, both from the first message handled on
+    (start-up, imports and the group join left out); the profile covers the same span."""
+    from streams.budget import Budget
+    from streams.faults import FaultInjector
+    from streams.guard import ModelGate
+    from streams.ledger import TerminalLedger
+    from streams.models import LocalModels
+    from streams.retry import Incoming, Output
+    from streams.runtime import StageRunner, decision, durable_async_producer
+    from streams.stages import TICKET, Stages, out
+
+    gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}))
+    stages = Stages(
+        models=LocalModels(settings.data_dir),
+        gate=gate,
+        ledger=TerminalLedger(settings),
+        max_email_bytes=settings.max_email_bytes,
+    )
+
+    async def noop_model(record: Incoming) -> list[Output]:
+        began = time.perf_counter()
+        ticket = TICKET.decode(record.value)
+        call = await stages.guarded(STAGE, "noop", ticket, lambda: None, began=began)
+        ticket["decisions"].append(decision(STAGE, "noop", "ok", began))
+        return [out("hop.out", ticket), *stages.spend(call)]
+
+    spec = StageSpec(STAGE, "noop", ("hop.in",), ("hop.out",))
+    producer = durable_async_producer(settings)
+    await producer.start()
+    runner = StageRunner(spec, noop_model, settings, producer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        while runner.processed < 1:  # noqa: ASYNC110 - polling the counter is the clock
+            await asyncio.sleep(0.002)
+        began, cpu, first = time.perf_counter(), time.process_time(), runner.processed
+        if profile is not None:
+            profile.enable()
+        while runner.processed < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        if profile is not None:
+            profile.disable()
+        done = runner.processed - first
+        return done / (time.perf_counter() - began), (time.process_time() - cpu) / done
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+
+
+CATEGORIES = (
+    ("codec (Avro)", ("fastavro", "/topics/codec.py")),
+    ("tracing (OpenTelemetry)", ("opentelemetry", "/streams/tracing.py")),
+    ("logging (JSON lines)", ("/logging/", "/streams/logs.py", "/json/")),
+    ("metrics (Prometheus)", ("prometheus_client",)),
+    ("Kafka client (aiokafka)", ("aiokafka", "/kafka/")),
+    ("event loop and sockets", ("/asyncio/", "selectors", "socket", "ssl")),
+    ("framework (streams/, topics/)", ("/streams/", "/topics/", "/processors/", "/ops/bench/")),
+)
+
+
+def category(filename: str) -> str:
+    for name, needles in CATEGORIES:
+        if any(n in filename for n in needles):
+            return name
+    return "other (stdlib, dataclasses, typing)"
+
+
+def split_profile(stats: pstats.Stats) -> dict[str, float]:
+    """Self time per category; a C function's time goes to the categories of its callers."""
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    totals: dict[str, float] = {}
+
+    def owner(func: tuple[str, int, str], depth: int = 0) -> dict[str, float]:
+        filename = func[0]
+        if filename != "~" or depth > 3:
+            return {category(filename): 1.0}
+        callers = raw.get(func, (0, 0, 0, 0, {}))[4]
+        weights = {c: v[2] for c, v in callers.items()}
+        whole = sum(weights.values()) or 1.0
+        shares: dict[str, float] = {}
+        for caller, weight in weights.items():
+            for cat, share in owner(caller, depth + 1).items():
+                shares[cat] = shares.get(cat, 0.0) + share * weight / whole
+        return shares or {"other (stdlib, dataclasses, typing)": 1.0}
+
+    for func, (_, _, tottime, _, _) in raw.items():
+        for cat, share in owner(func).items():
+            totals[cat] = totals.get(cat, 0.0) + tottime * share
+    whole = sum(totals.values()) or 1.0
+    return {k: v / whole for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def top_functions(stats: pstats.Stats, count: int = 25) -> list[dict[str, Any]]:
+    """The functions with the most self time, for naming the largest cost."""
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    whole = sum(v[2] for v in raw.values()) or 1.0
+    ranked = sorted(raw.items(), key=lambda kv: -kv[1][2])[:count]
+    return [
+        {
+            "function": f"{Path(f[0]).name}:{f[1]}:{f[2]}" if f[0] != "~" else f[2],
+            "where": category(f[0]) if f[0] != "~" else "C",
+            "self_share": v[2] / whole,
+            "calls": v[1],
+        }
+        for f, v in ranked
+    ]
+
+
+def child(args: argparse.Namespace) -> None:
+    from streams.logs import setup_logging
+    from streams.tracing import setup_tracing, shutdown_tracing
+
+    settings = Settings()
+    setup_logging()
+    setup_tracing("mailroom-bench-hop", settings.data_dir)
+    result: dict[str, Any] = {}
+    if args.reference:
+        result["passthrough_per_s"] = asyncio.run(
+            aiokafka_passthrough_async(
+                settings, settings.topic("hop.in"), settings.topic("hop.ref"), args.count
+            )
+        )
+    profile = cProfile.Profile() if args.profile else None
+    result["hop_per_s"], result["cpu_s_per_message"] = asyncio.run(
+        _hop(settings, args.count, profile)
+    )
+    if profile is not None:
+        stats = pstats.Stats(profile)
+        result["cpu_split"] = split_profile(stats)
+        result["top_functions"] = top_functions(stats)
+    shutdown_tracing()
+    print(json.dumps(result))
+
+
+# -- parent ----------------------------------------------------------------------------
+def _run_child(settings: Settings, count: int, *flags: str) -> dict[str, Any]:
+    env = worker_env(settings)
+    log = settings.data_dir / f"hop-{settings.app_id}.log"
+    with log.open("ab") as stderr:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ops.bench.hop", "--count", str(count), *flags],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            timeout=900,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"hop child failed; see {log}")
+    return dict(json.loads(proc.stdout.decode().strip().splitlines()[-1]))
+
+
+def run(bench: Bench) -> dict[str, Any]:
+    count = 1_000 if bench.quick else 20_000
+    timed = bench.fresh("hop", (catalog.BUDGET_SPEND,))
+    make_topics(timed, *(timed.topic(t) for t in ("hop.in", "hop.out", "hop.ref")))
+    size = fill(timed, timed.topic("hop.in"), count)
+    measured = _run_child(timed, count, "--reference")
+    profiled = bench.fresh("hopprof", (catalog.BUDGET_SPEND,))
+    make_topics(profiled, *(profiled.topic(t) for t in ("hop.in", "hop.out")))
+    fill(profiled, profiled.topic("hop.in"), count)
+    profile = _run_child(profiled, count, "--profile")
+    return {
+        "records": count,
+        "record_bytes": size,
+        "passthrough_per_s": measured["passthrough_per_s"],
+        "hop_per_s": measured["hop_per_s"],
+        "hop_vs_passthrough": measured["hop_per_s"] / measured["passthrough_per_s"],
+        "cpu_us_per_message": measured["cpu_s_per_message"] * 1e6,
+        "cpu_split": profile["cpu_split"],
+        "top_functions": profile["top_functions"],
+        "profiled_hop_per_s": profile["hop_per_s"],
+    }
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out = [
+        (
+            f"raw aiokafka passthrough, Ticket records ({r['record_bytes']} B)",
+            f"{r['passthrough_per_s']:,.0f} msg/s",
+            "reference",
+        ),
+        (
+            "mailroom stage hop, no-op model",
+            f"{r['hop_per_s']:,.0f} msg/s",
+            f"{r['hop_vs_passthrough']:.3f} x passthrough",
+        ),
+        ("CPU per message in the hop process", f"{r['cpu_us_per_message']:,.0f} us", ""),
+    ]
+    for name, share in r["cpu_split"].items():
+        out.append((f"  CPU share: {name}", f"{share * 100:.1f}%", "cProfile"))
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    child(parser.parse_args())

@@ -1,0 +1,134 @@
+"""Scenario 3, the whole pipeline with the local models, worker processes as a user runs them.
+
+Highest sustained rate: a backlog of emails, then the workers started; the rate is the
+backlog over the time from the first prefilter output to the last outcome (broker
+timestamps), so the workers' start-up is left out and the pipeline's fill and drain are in.
+Latency: with the same workers warm, emails produced at half that rate; each email's latency
+is its outcome's broker timestamp minus its inbound one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ops.bench.common import (
+    Bench,
+    end_offsets,
+    percentile,
+    processes,
+    read_outcomes,
+    sample_emails,
+    terminal_topics,
+    wait_for,
+)
+from streams.audit import read_records
+from streams.produce import produce_emails
+from streams.settings import Settings
+from topics import catalog
+
+
+def settle(settings: Settings, expected: int, timeout_s: float) -> None:
+    wait_for(
+        lambda: end_offsets(settings, terminal_topics()) >= expected,
+        timeout_s,
+        f"{expected} outcomes",
+    )
+
+
+def drain_and_pace(
+    bench: Bench, workers: int, backlog: int, paced_s: float, **env: str
+) -> dict[str, Any]:
+    settings = bench.fresh(f"pipe{workers}")
+    produce_emails(settings, sample_emails(backlog, "backlog"))
+    with processes(bench.data_dir) as procs:
+        began = time.time()
+        for _ in range(workers):
+            procs.worker(settings, **env)
+        settle(settings, backlog, 60 + backlog / 2)
+        drained = read_outcomes(settings)
+        first = min(
+            r.timestamp
+            for topic in (catalog.ACCEPTED, catalog.IGNORED)
+            for r in read_records(settings, topic)
+        )
+        rate = backlog / ((drained.finished_ms()[-1] - first) / 1000)
+        first_outcome_s = drained.finished_ms()[0] / 1000 - began
+        result: dict[str, Any] = {
+            "workers": workers,
+            "topic_prefix": settings.topic_prefix,
+            "app_id": settings.app_id,
+            "backlog": backlog,
+            "sustained_per_s": rate,
+            "first_outcome_after_start_s": first_outcome_s,
+            "backlog_counts": drained.counts(),
+        }
+        if paced_s > 0:
+            half = rate / 2
+            count = max(20, int(half * paced_s))
+            emails = sample_emails(count, "paced")
+            produce_emails(settings, emails, rate=half)
+            settle(settings, backlog + count, 120 + paced_s)
+            paced = read_outcomes(settings)
+            latencies = paced.latencies_ms({e["message_id"] for e in emails})
+            result.update(
+                {
+                    "paced_rate_per_s": half,
+                    "paced_emails": count,
+                    "latency_ms": {
+                        "p50": percentile(latencies, 50),
+                        "p95": percentile(latencies, 95),
+                        "p99": percentile(latencies, 99),
+                        "max": max(latencies),
+                    },
+                    "paced_counts": paced.counts(),
+                }
+            )
+    return result
+
+
+def run(bench: Bench) -> dict[str, Any]:
+    if bench.quick:
+        return {"one_worker": drain_and_pace(bench, 1, 60, 2.0)}
+    one = drain_and_pace(bench, 1, 2_000, 30.0)
+    two = drain_and_pace(bench, 2, 2_000, 30.0)
+    return {
+        "one_worker": one,
+        "two_workers": two,
+        "two_vs_one": two["sustained_per_s"] / one["sustained_per_s"],
+    }
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out = []
+    for key in ("one_worker", "two_workers"):
+        if key not in r:
+            continue
+        w = r[key]
+        c = w["backlog_counts"]
+        ratio = "reference" if key == "one_worker" else f"{r['two_vs_one']:.2f} x one worker"
+        out.append(
+            (
+                f"{w['workers']} worker(s): sustained rate, {w['backlog']} emails",
+                f"{w['sustained_per_s']:.1f} emails/s",
+                ratio,
+            )
+        )
+        out.append(
+            (
+                "  outcomes (answered/escalated/ignored/failed/lost/dup)",
+                f"{c['answered']}/{c['escalated']}/{c['ignored']}/{c['failed']}/{c['lost']}"
+                f"/{c['duplicates']}",
+                "",
+            )
+        )
+        if "latency_ms" in w:
+            lat = w["latency_ms"]
+            out.append(
+                (
+                    f"  latency at {w['paced_rate_per_s']:.1f} emails/s (half), p50/p95/p99",
+                    f"{lat['p50']:.0f}/{lat['p95']:.0f}/{lat['p99']:.0f} ms",
+                    "",
+                )
+            )
+    return out
