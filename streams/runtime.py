@@ -73,6 +73,7 @@ class StageRunner:
         producer: AIOKafkaProducer,
         *,
         retries: bool = False,
+        limit: asyncio.Semaphore | None = None,
     ) -> None:
         self.spec = spec
         self.handler = handler
@@ -86,8 +87,8 @@ class StageRunner:
         self.failed = 0
         self.stalled = False
         self.consumer: AIOKafkaConsumer | None = None
-        concurrency = settings.stage_concurrency
-        self.limit = asyncio.Semaphore(concurrency) if concurrency > 1 else None
+        # Shared by a stage's main and retry runners: the stage has this many in hand.
+        self.limit = limit if limit is not None else stage_limit(settings)
 
     async def process(self, incoming: Incoming) -> list[Output]:
         """The wrapper: one CONSUMER span, parented to the record's trace context; every
@@ -244,7 +245,7 @@ class StageRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id=f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
-            max_poll_records=200,
+            max_poll_records=BATCH,
         )
         self.consumer = consumer
         # Held while a batch is processed and committed; a rebalance waits for it, so a
@@ -254,7 +255,7 @@ class StageRunner:
         await consumer.start()
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=300)
+                batches = await fair_batch(consumer)
                 async with busy:
                     await self._handle_batches(consumer, batches, stop)
         finally:
@@ -266,7 +267,7 @@ class StageRunner:
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         stop: asyncio.Event,
     ) -> None:
-        """Handle one poll's records, up to ``stage_concurrency`` at once.
+        """Handle one poll's records, up to ``stage_concurrency`` at once, oldest first.
 
         Records with the same key (one email) are handled one after another, in offset
         order; different keys overlap, which is what slow models need. Each message's
@@ -290,6 +291,8 @@ class StageRunner:
             chains.setdefault(record.key if record.key is not None else id(record), []).append(
                 record
             )
+        # Oldest first across partitions; each key's records stay in offset order.
+        chains = dict(sorted(chains.items(), key=lambda kv: kv[1][0].timestamp))
         sent: list[tuple[Output, asyncio.Future[Any] | None]] = []
         if len(chains) == 1 or self.limit is None:
             for chain in chains.values():
@@ -375,6 +378,38 @@ class StageRunner:
     def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         if tp in consumer.assignment():
             consumer.resume(tp)
+
+
+BATCH = 200  # records per poll, across all partitions
+
+
+def stage_limit(settings: Settings) -> asyncio.Semaphore | None:
+    """How many messages a stage has in hand at once; None: one at a time."""
+    concurrency = settings.stage_concurrency
+    return asyncio.Semaphore(concurrency) if concurrency > 1 else None
+
+
+async def fair_batch(
+    consumer: AIOKafkaConsumer, size: int = BATCH, timeout_ms: int = 300
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """Up to ``size`` records with an even share from every partition that has some.
+
+    aiokafka hands out a fetched partition's records until they run out before it moves
+    to the next, so under a backlog one stage may work through partition 0 while the stage
+    running beside it (classify and urgency both read ``emails.accepted``) is on partition
+    3: the join between them then waits minutes for halves that are merely queued.
+    Sharing each poll among the partitions keeps side-by-side stages near the same emails.
+    """
+    assigned = consumer.assignment()
+    share = max(1, size // max(1, len(assigned)))
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+        timeout_ms=timeout_ms, max_records=share
+    )
+    if batches:
+        for tp in assigned - set(batches) - consumer.paused():
+            more = await consumer.getmany(tp, timeout_ms=0, max_records=share)
+            batches.update(more)
+    return batches
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -22,7 +22,7 @@ from streams.guard import ModelGate
 from streams.join import TriageJoin
 from streams.ledger import TerminalLedger
 from streams.models import LocalModels
-from streams.runtime import Handler, StageRunner, durable_async_producer
+from streams.runtime import Handler, StageRunner, durable_async_producer, stage_limit
 from streams.settings import Settings
 from streams.stages import Stages
 from streams.tracing import setup_tracing, shutdown_tracing
@@ -88,10 +88,19 @@ class Worker:
     ) -> list[asyncio.Task[None]]:
         spec = catalog.stage(name)
         tasks = []
+        limit = stage_limit(self.settings)  # first tries and retries share the stage's limit
         if name == "join":
+            retrying_s = sum(self.settings.retry_delays_s)
+            if self.settings.join_timeout_s <= retrying_s:
+                log.warning(
+                    "join timeout %.0fs is not above the retry delays (%.0fs in all): a half "
+                    "that is being retried will be escalated as join_timeout",
+                    self.settings.join_timeout_s,
+                    retrying_s,
+                )
             join = TriageJoin(self.settings, self.settings.join_timeout_s)
             handler: Handler = join.handle
-            main = StageRunner(spec, handler, self.settings, producer)
+            main = StageRunner(spec, handler, self.settings, producer, limit=limit)
             join.runner = main
             tasks.append(
                 asyncio.create_task(main.run(stop, on_assign=join.restore, on_revoke=join.revoke))
@@ -99,7 +108,7 @@ class Worker:
             tasks.append(asyncio.create_task(join.expire(stop)))
         else:
             handler = getattr(self.handlers, name)
-            main = StageRunner(spec, handler, self.settings, producer)
+            main = StageRunner(spec, handler, self.settings, producer, limit=limit)
             if name == "escalate":
                 tasks.append(
                     asyncio.create_task(
@@ -108,13 +117,7 @@ class Worker:
                 )
             else:
                 tasks.append(asyncio.create_task(main.run(stop)))
-        retry = StageRunner(
-            spec,
-            handler,
-            self.settings,
-            producer,
-            retries=True,
-        )
+        retry = StageRunner(spec, handler, self.settings, producer, retries=True, limit=limit)
         tasks.append(asyncio.create_task(retry.run(stop)))
         self.runners += [main, retry]
         return tasks

@@ -68,3 +68,44 @@ def test_a_stage_overlaps_emails_up_to_its_limit_and_keeps_each_email_in_order(
     assert 1 < peak <= 4
     assert order == {f"email-{n}": [0, 1, 2] for n in range(10)}
     assert len(consume_all(settings, settings.topic("conc.out"), 30)) == 30
+
+
+def test_a_backlog_is_worked_through_on_every_partition_at_once(kafka: Settings) -> None:
+    """classify and urgency read the same backlog side by side and the join waits for both:
+    if one stage drained partition 0 while the other drained partition 3, every half would
+    wait minutes for its twin. So each poll takes a share of every partition."""
+    settings = kafka.model_copy(update={"stage_concurrency": 1})  # handled in poll order
+    (topic,) = make_topics(settings, "backlog.in", partitions=6)
+    make_topics(settings, "backlog.out", partitions=6)
+    producer = Producer(settings.confluent_config(**{"acks": "all"}))
+    for partition in range(6):
+        for n in range(100):
+            producer.produce(topic, b"x", f"p{partition}-{n}".encode(), partition=partition)
+    assert producer.flush(10) == 0
+    handled: list[int] = []
+    all_handled = asyncio.Event()
+
+    async def model(record: Incoming) -> list[Output]:
+        handled.append(record.partition)
+        if len(handled) == 600:
+            all_handled.set()
+        return []
+
+    async def run() -> None:
+        spec = StageSpec("backlog", "fast", ("backlog.in",), ("backlog.out",))
+        out = durable_async_producer(settings)
+        await out.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(StageRunner(spec, model, settings, out).run(stop))
+        try:
+            await asyncio.wait_for(all_handled.wait(), 60)
+        finally:
+            stop.set()
+            await task
+            await out.stop()
+
+    asyncio.run(run())
+
+    first_poll = handled[:200]  # one poll's worth
+    assert sorted(set(first_poll)) == list(range(6))
+    assert max(first_poll.count(p) for p in range(6)) <= 40
