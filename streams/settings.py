@@ -56,7 +56,11 @@ class Settings(BaseSettings):
     broker_start_timeout_s: float = 60.0
 
     # -- pipeline ---------------------------------------------------------------------
-    join_timeout_s: float = Field(default=30.0, description="triage-join wait before escalating")
+    join_timeout_s: float = Field(
+        default=120.0,
+        description="triage-join wait before escalating; longer than the retry tiers' delays, "
+        "so a half on its last retry still joins",
+    )
     stage_concurrency: int = Field(
         default=32,
         ge=1,
