@@ -32,6 +32,7 @@ from streams.stages import customer_name
 from topics import catalog
 
 log = logging.getLogger("bench.chain")
+FIRST = "first email at "  # + epoch seconds: when a system took its first email in
 
 
 class ModelError(Exception):
@@ -153,10 +154,14 @@ def main() -> None:
     print("chain: ready", flush=True)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+    first = True
     while not stopping:
         msg = consumer.poll(1.0)
         if msg is None or msg.error():
             continue
+        if first:
+            print(f"chain: {FIRST}{time.time():.3f}", flush=True)
+            first = False
         try:
             email = codec.decode_inbound(msg.value(), key=msg.key(), timestamp_ms=0)
             topic, result = sequential(email, models)

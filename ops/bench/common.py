@@ -220,6 +220,38 @@ def read_outcomes(settings: Settings) -> Outcomes:
     return Outcomes(produced, final, duplicates, parked)
 
 
+def settle(settings: Settings, count: int, timeout_s: float, grace_s: float = 60.0) -> float:
+    """Wait until each of the ``count`` emails has an outcome or a dead letter; the time then.
+
+    Counting records is not enough (one email can leave a dead letter and an outcome), so
+    once there are ``count`` of them, the emails are checked one by one; any still missing
+    after ``grace_s`` more are reported as lost by ``read_outcomes``.
+    """
+    wait_for(
+        lambda: end_offsets(settings, terminal_topics()) >= count,
+        timeout_s,
+        f"{count} outcomes",
+        every=0.25,
+    )
+    ended = time.time()
+    deadline = time.monotonic() + grace_s
+    while read_outcomes(settings).counts()["lost"] and time.monotonic() < deadline:
+        time.sleep(1.0)
+        ended = time.time()
+    return ended
+
+
+def first_intake_ms(settings: Settings) -> int:
+    """When mailroom took its first email in: the first prefilter output."""
+    from streams.audit import read_records
+
+    return min(
+        r.timestamp
+        for topic in (catalog.ACCEPTED, catalog.IGNORED)
+        for r in read_records(settings, topic)
+    )
+
+
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a bench process: the user's, without their MAILROOM_* or OTEL_*
     settings (spans go to a file; every run measures the same defaults), plus ``extra``."""

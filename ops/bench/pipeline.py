@@ -14,26 +14,14 @@ from typing import Any
 
 from ops.bench.common import (
     Bench,
-    end_offsets,
+    first_intake_ms,
     percentile,
     processes,
     read_outcomes,
     sample_emails,
-    terminal_topics,
-    wait_for,
+    settle,
 )
-from streams.audit import read_records
 from streams.produce import produce_emails
-from streams.settings import Settings
-from topics import catalog
-
-
-def settle(settings: Settings, expected: int, timeout_s: float) -> None:
-    wait_for(
-        lambda: end_offsets(settings, terminal_topics()) >= expected,
-        timeout_s,
-        f"{expected} outcomes",
-    )
 
 
 def drain_and_pace(
@@ -47,11 +35,7 @@ def drain_and_pace(
             procs.worker(settings, **env)
         settle(settings, backlog, 60 + backlog / 2)
         drained = read_outcomes(settings)
-        first = min(
-            r.timestamp
-            for topic in (catalog.ACCEPTED, catalog.IGNORED)
-            for r in read_records(settings, topic)
-        )
+        first = first_intake_ms(settings)
         rate = backlog / ((drained.finished_ms()[-1] - first) / 1000)
         first_outcome_s = drained.finished_ms()[0] / 1000 - began
         result: dict[str, Any] = {

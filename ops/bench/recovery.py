@@ -20,8 +20,8 @@ from ops.bench.common import (
     processes,
     read_outcomes,
     sample_emails,
+    settle,
 )
-from ops.bench.pipeline import settle
 from streams.audit import read_records
 from streams.produce import produce_emails
 from topics import catalog
