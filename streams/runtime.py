@@ -18,11 +18,13 @@ loses or duplicates email. This loop gives the guarantees DESIGN §4-§6 ask for
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from aiokafka import (
@@ -238,6 +240,14 @@ class StageRunner:
         on_assign: Rebalance | None = None,
         on_revoke: Rebalance | None = None,
     ) -> None:
+        """Poll while there is room, handle each record in a task of its own, commit each
+        partition up to its first record not yet done.
+
+        No batch waits for its slowest record: as one finishes, the next is taken in, so
+        a 2 s model call holds one slot, not the stage. Records with the same key (one
+        email) run one after another, in offset order; ``stage_concurrency`` bounds the
+        handlers running at once (first tries and retries of the stage together).
+        """
         topics = [self.settings.topic(t) for t in self.inputs]
         consumer = AIOKafkaConsumer(
             **self.settings.aiokafka_config(),
@@ -248,102 +258,107 @@ class StageRunner:
             max_poll_records=BATCH,
         )
         self.consumer = consumer
-        # Held while a batch is processed and committed; a rebalance waits for it, so a
-        # partition changes hands only between batches, with its offsets committed.
+        flight = _Flight()
+        # Held while records are taken in; a rebalance takes it, waits for every record in
+        # hand and commits, so a partition changes hands with its offsets committed.
         busy = asyncio.Lock()
-        consumer.subscribe(topics, listener=_Listener(busy, on_assign, on_revoke))
+
+        async def settle() -> None:
+            await flight.drain()
+            await self._commit(consumer, flight)
+
+        consumer.subscribe(topics, listener=_Listener(busy, settle, on_assign, on_revoke))
         await consumer.start()
+        room = max(2 * self.settings.stage_concurrency, 1)
+        last_commit = time.monotonic()
         try:
             while not stop.is_set():
-                batches = await fair_batch(consumer)
-                async with busy:
-                    await self._handle_batches(consumer, batches, stop)
+                if len(flight.tasks) >= room:
+                    await flight.wait_any(within_s=0.3)
+                else:
+                    batches = await fair_batch(
+                        consumer, size=min(BATCH, room - len(flight.tasks)), timeout_ms=100
+                    )
+                    async with busy:
+                        self._take(consumer, batches, flight, stop)
+                if flight.committable and time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                    await self._commit(consumer, flight)
+                    last_commit = time.monotonic()
+            await flight.drain()
+            await self._commit(consumer, flight)
         finally:
+            await flight.cancel()
             await consumer.stop()
 
-    async def _handle_batches(
+    def _take(
         self,
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        flight: _Flight,
         stop: asyncio.Event,
     ) -> None:
-        """Handle one poll's records, up to ``stage_concurrency`` at once, oldest first.
-
-        Records with the same key (one email) are handled one after another, in offset
-        order; different keys overlap, which is what slow models need. Each message's
-        outputs are sent as soon as it is handled; the offsets are committed once every
-        output of the poll is acknowledged.
-        """
-        todo: list[ConsumerRecord[bytes, bytes]] = []
-        last: dict[TopicPartition, int] = {}
+        """Start a task for each record of the poll, oldest first across partitions."""
+        todo: list[list[ConsumerRecord[bytes, bytes]]] = []
         for tp, records in batches.items():
             if tp not in consumer.assignment():
                 continue  # revoked meanwhile: its new owner reads from the committed offset
+            taken = []
             for record in records:
                 if self.retries and not self._due(consumer, tp, record):
                     break  # paused until due; the rest of the tier waits behind it
-                todo.append(record)
-                last[tp] = record.offset
-        if not todo:
-            return
-        chains: dict[object, list[ConsumerRecord[bytes, bytes]]] = {}
-        for record in todo:
-            chains.setdefault(record.key if record.key is not None else id(record), []).append(
-                record
-            )
-        # Oldest first across partitions; each key's records stay in offset order.
-        chains = dict(sorted(chains.items(), key=lambda kv: kv[1][0].timestamp))
-        sent: list[tuple[Output, asyncio.Future[Any] | None]] = []
-        if len(chains) == 1 or self.limit is None:
-            for chain in chains.values():
-                await self._handle_chain(chain, sent)
+                taken.append(record)
+            todo.append(taken)
+        # Oldest first across partitions; merge never reorders one partition's records.
+        for record in heapq.merge(*todo, key=lambda r: r.timestamp):
+            tp = TopicPartition(record.topic, record.partition)
+            key: object = record.key if record.key is not None else (tp, record.offset)
+            flight.start(tp, record.offset, key, partial(self._one, record, stop))
+
+    async def _one(self, record: ConsumerRecord[bytes, bytes], stop: asyncio.Event) -> None:
+        """Handle one record and see every output acknowledged by Kafka."""
+        if self.limit is None:
+            outputs = await self.process(self._incoming(record))
         else:
-            await asyncio.gather(*(self._handle_chain(c, sent) for c in chains.values()))
-        unsent = []
-        for output, future in sent:
-            if future is None:
-                unsent.append(output)
-                continue
+            async with self.limit:
+                outputs = await self.process(self._incoming(record))
+        self.processed += 1
+        sent: list[tuple[Output, asyncio.Future[Any] | None]] = []
+        for o in outputs:
             try:
-                await future
+                future = await self.producer.send(
+                    self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
+                )
+            except Exception:
+                future = None  # sent again, durably, below
+            sent.append((o, future))
+        unsent = []
+        for output, maybe in sent:
+            try:
+                if maybe is None:
+                    raise RuntimeError("not sent")
+                await maybe
             except Exception:
                 unsent.append(output)
         if unsent:
             await self.send_durably(unsent, stop)
-        for tp, done in last.items():
+
+    async def _commit(self, consumer: AIOKafkaConsumer, flight: _Flight) -> None:
+        """Commit every assigned partition up to its first record not yet done."""
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in flight.take_committable().items() if tp in assigned}
+        if not offsets:
+            return
+        for tp, offset in offsets.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - done - 1)
+                    max(0, highwater - offset)
                 )
-        # Only now, with every output acknowledged, are the inputs done.
         try:
-            await consumer.commit({tp: done + 1 for tp, done in last.items()})
+            await consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group moved on; the new owner processes these again (at least once).
-            log.warning("stage %s could not commit %s: %s", self.spec.name, sorted(last), exc)
-
-    async def _handle_chain(
-        self,
-        chain: list[ConsumerRecord[bytes, bytes]],
-        sent: list[tuple[Output, asyncio.Future[Any] | None]],
-    ) -> None:
-        """One key's records in order; each one's outputs handed to the producer at once."""
-        for record in chain:
-            if self.limit is None:
-                outputs = await self.process(self._incoming(record))
-            else:
-                async with self.limit:
-                    outputs = await self.process(self._incoming(record))
-            self.processed += 1
-            for o in outputs:
-                try:
-                    future = await self.producer.send(
-                        self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
-                    )
-                except Exception:
-                    future = None  # sent again, durably, before the commit
-                sent.append((o, future))
+            log.warning("stage %s could not commit %s: %s", self.spec.name, sorted(offsets), exc)
 
     def _incoming(self, record: ConsumerRecord[bytes, bytes]) -> Incoming:
         headers = [(k, v) for k, v in (record.headers or ())]
@@ -381,6 +396,7 @@ class StageRunner:
 
 
 BATCH = 200  # records per poll, across all partitions
+COMMIT_EVERY_S = 0.2  # at most this often; and always before a rebalance or a stop
 
 
 def stage_limit(settings: Settings) -> asyncio.Semaphore | None:
@@ -412,19 +428,95 @@ async def fair_batch(
     return batches
 
 
+class _Flight:
+    """The records a runner has in hand: one task each, chained per key, and for every
+    partition the offsets not yet done, so commits never pass an unfinished record."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.tails: dict[object, asyncio.Task[None]] = {}
+        self.open: dict[TopicPartition, dict[int, bool]] = {}  # offset -> done, in order
+        self.committable = False
+
+    def start(
+        self, tp: TopicPartition, offset: int, key: object, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        before = self.tails.get(key)
+        self.open.setdefault(tp, {})[offset] = False
+
+        async def in_turn() -> None:
+            if before is not None:
+                await asyncio.wait({before})  # the same email's earlier record first
+            await work()
+
+        task = asyncio.create_task(in_turn())
+        self.tasks.add(task)
+        self.tails[key] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.tasks.discard(t)
+            if self.tails.get(key) is t:
+                del self.tails[key]
+            if t.cancelled():
+                return  # stopping: not done, so not committed
+            if t.exception() is not None:
+                log.error("stage task failed: %r; its offset is not committed", t.exception())
+                return
+            offsets = self.open.get(tp)
+            if offsets is not None and offset in offsets:
+                offsets[offset] = True
+                self.committable = True
+
+        task.add_done_callback(done)
+
+    def take_committable(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset after its leading run of done records; forgets them."""
+        self.committable = False
+        out: dict[TopicPartition, int] = {}
+        for tp, offsets in list(self.open.items()):
+            while offsets:
+                first = next(iter(offsets))
+                if not offsets[first]:
+                    break
+                del offsets[first]
+                out[tp] = first + 1
+            if not offsets:
+                del self.open[tp]
+        return out
+
+    async def wait_any(self, within_s: float) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=within_s, return_when="FIRST_COMPLETED")
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Waits for the batch in hand before partitions are revoked; forwards the changes."""
+    """Before partitions are revoked: every record in hand finished and committed."""
 
     def __init__(
-        self, busy: asyncio.Lock, on_assign: Rebalance | None, on_revoke: Rebalance | None
+        self,
+        busy: asyncio.Lock,
+        settle: Callable[[], Awaitable[None]],
+        on_assign: Rebalance | None,
+        on_revoke: Rebalance | None,
     ) -> None:
         self.busy = busy
+        self.settle = settle
         self.on_assign = on_assign
         self.on_revoke = on_revoke
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.busy:
-            pass
+            await self.settle()
         if self.on_revoke is not None:
             await self.on_revoke(revoked)
 

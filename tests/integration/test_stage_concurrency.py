@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka import TopicPartition
 from confluent_kafka import Producer
 
 from streams.retry import Incoming, Output
-from streams.runtime import StageRunner, durable_async_producer
+from streams.runtime import COMMIT_EVERY_S, StageRunner, durable_async_producer
 from streams.settings import Settings
 from tests.kafka_helpers import consume_all, make_topics
 from topics.catalog import StageSpec
@@ -109,3 +110,67 @@ def test_a_backlog_is_worked_through_on_every_partition_at_once(kafka: Settings)
     first_poll = handled[:200]  # one poll's worth
     assert sorted(set(first_poll)) == list(range(6))
     assert max(first_poll.count(p) for p in range(6)) <= 40
+
+
+def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it(
+    kafka: Settings,
+) -> None:
+    """A 2 s model call on one email must not stop the stage taking the next emails in;
+    and the partition's committed offset must not pass the slow email until it is done,
+    or a crash would lose it."""
+    settings = kafka.model_copy(update={"stage_concurrency": 4})
+    (topic,) = make_topics(settings, "slow.in", partitions=1)
+    make_topics(settings, "slow.out", partitions=1)
+    producer = Producer(settings.confluent_config(**{"acks": "all"}))
+    slow_started, fast_done, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    fast: list[bytes] = []
+    committed_while_slow: list[int | None] = []
+
+    async def model(record: Incoming) -> list[Output]:
+        if record.key == b"slow":
+            slow_started.set()
+            await asyncio.wait_for(release.wait(), 30)
+        else:
+            fast.append(record.key or b"")
+            if len(fast) == 20:
+                fast_done.set()
+        return [Output("slow.out", record.value, record.key)]
+
+    async def committed(runner: StageRunner) -> int | None:
+        assert runner.consumer is not None
+        return await runner.consumer.committed(TopicPartition(topic, 0))
+
+    async def run() -> int | None:
+        spec = StageSpec("slow", "slow", ("slow.in",), ("slow.out",))
+        out = durable_async_producer(settings)
+        await out.start()
+        stop = asyncio.Event()
+        runner = StageRunner(spec, model, settings, out)
+        task = asyncio.create_task(runner.run(stop))
+        try:
+            producer.produce(topic, b"0", b"slow")
+            producer.flush(10)
+            await asyncio.wait_for(slow_started.wait(), 60)
+            for n in range(20):  # produced while the slow one is in hand
+                producer.produce(topic, b"1", f"fast-{n}".encode())
+            producer.flush(10)
+            await asyncio.wait_for(fast_done.wait(), 20)
+            await asyncio.sleep(COMMIT_EVERY_S * 3)  # commits that would pass it are due
+            committed_while_slow.append(await committed(runner))
+            release.set()
+            deadline = asyncio.get_running_loop().time() + 20
+            while await committed(runner) != 21:
+                assert asyncio.get_running_loop().time() < deadline, "never committed"
+                await asyncio.sleep(0.1)
+            return await committed(runner)
+        finally:
+            release.set()
+            stop.set()
+            await task
+            await out.stop()
+
+    final = asyncio.run(run())
+
+    assert len(fast) == 20  # all taken in and handled while the slow email was in hand
+    assert committed_while_slow[0] in (None, 0)  # not past the slow email at offset 0
+    assert final == 21
