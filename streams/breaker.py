@@ -1,9 +1,11 @@
 """A circuit breaker per model, asyncio-native: closed -> open -> half-open -> closed.
 
 Opens when, among the last ``window`` calls, at least ``threshold`` failed and they are at
-least ``failure_rate`` of them: a model that is down opens it after ``threshold`` calls, while
-one that fails now and then (12% transient errors) keeps it closed, as in resilience4j's
-count-based window. Stays open for ``cooldown_s``, then lets one trial call through
+least ``failure_rate`` of them, the share taken over no fewer than ``min_calls`` calls (as
+resilience4j's count-based window with its minimum number of calls): a model that is down
+opens it after 5 calls (0.5 x 10), while one that fails now and then (12% transient errors)
+keeps it closed, also just after a start, when three unlucky calls of the first five would
+otherwise be a majority. Stays open for ``cooldown_s``, then lets one trial call through
 (half-open): its success closes the breaker, its failure opens it again. Every transition
 is logged and reported to ``on_transition`` (metrics hook).
 """
@@ -35,6 +37,7 @@ class CircuitBreaker:
         cooldown_s: float = 300.0,
         failure_rate: float = 0.5,
         window: int = 20,
+        min_calls: int = 10,
         clock: Callable[[], float] = time.monotonic,
         on_transition: Callable[[str, State, State], None] | None = None,
     ) -> None:
@@ -45,6 +48,7 @@ class CircuitBreaker:
         self.on_transition = on_transition
         self.state = State.CLOSED
         self.failure_rate = failure_rate
+        self.min_calls = min_calls
         self.calls: deque[bool] = deque(maxlen=max(window, threshold))  # True: it failed
         self.opened_at = 0.0
         self.transitions: list[tuple[State, State]] = []
@@ -82,7 +86,7 @@ class CircuitBreaker:
         if self.state is State.HALF_OPEN or (
             self.state is State.CLOSED
             and failures >= self.threshold
-            and failures >= self.failure_rate * len(self.calls)
+            and failures >= self.failure_rate * max(len(self.calls), self.min_calls)
         ):
             self.opened_at = self.clock()
             self.calls.clear()

@@ -53,6 +53,7 @@ class ModelGate:
     cooldown_s: float = 300.0
     failure_rate: float = 0.5
     window: int = 20
+    min_calls: int = 10
     fallbacks: dict[str, str] = field(default_factory=dict)
     on_transition: Callable[[str, State, State], None] | None = None
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class ModelGate:
                 cooldown_s=self.cooldown_s,
                 failure_rate=self.failure_rate,
                 window=self.window,
+                min_calls=self.min_calls,
                 on_transition=self.on_transition,
             )
         return self.breakers[stage]

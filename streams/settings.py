@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1, description="...when they are this share of the window"
     )
     breaker_window: int = Field(default=20, ge=1, description="calls a breaker looks back on")
+    breaker_min_calls: int = Field(
+        default=10, ge=1, description="the share is taken over at least this many calls"
+    )
     breaker_cooldown_s: float = 300.0
     faults: str = Field(default="", description="fault injection, see streams/faults.py")
     fallbacks: dict[str, str] = Field(

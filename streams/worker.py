@@ -49,6 +49,7 @@ class Worker:
             cooldown_s=self.settings.breaker_cooldown_s,
             failure_rate=self.settings.breaker_failure_rate,
             window=self.settings.breaker_window,
+            min_calls=self.settings.breaker_min_calls,
             fallbacks=self.settings.fallbacks,
             on_transition=lambda model, old, new: metrics.breaker_transition(
                 model, old.value, new.value

@@ -85,7 +85,9 @@ class Clock:
         return self.now
 
 
-def test_breaker_opens_after_three_failures_and_closes_after_a_good_trial() -> None:
+def test_a_model_that_is_down_opens_its_breaker_after_five_calls_and_a_good_trial_closes_it() -> (
+    None
+):
     clock = Clock()
     seen: list[tuple[str, str]] = []
     breaker = CircuitBreaker(
@@ -95,10 +97,10 @@ def test_breaker_opens_after_three_failures_and_closes_after_a_good_trial() -> N
         clock=clock,
         on_transition=lambda _, a, b: seen.append((a.value, b.value)),
     )
-    for _ in range(2):
+    for _ in range(4):
         breaker.failure()
     assert breaker.allow()
-    breaker.failure()
+    breaker.failure()  # 5 of at least 10 calls
     assert breaker.state is State.OPEN
     assert not breaker.allow()
     clock.now = 299.0
@@ -112,7 +114,7 @@ def test_breaker_opens_after_three_failures_and_closes_after_a_good_trial() -> N
 
 def test_a_failed_trial_opens_the_breaker_again() -> None:
     clock = Clock()
-    breaker = CircuitBreaker("x", threshold=1, cooldown_s=10, clock=clock)
+    breaker = CircuitBreaker("x", threshold=1, min_calls=1, cooldown_s=10, clock=clock)
     breaker.failure()
     clock.now = 10.0
     assert breaker.allow()
@@ -128,6 +130,14 @@ def test_transient_errors_keep_the_breaker_closed() -> None:
         breaker.failure() if n % 25 in (10, 11, 12) else breaker.success()
     assert breaker.state is State.CLOSED
     assert breaker.transitions == []
+
+
+def test_three_unlucky_calls_right_after_a_start_keep_the_breaker_closed() -> None:
+    breaker = CircuitBreaker("x", threshold=3, failure_rate=0.5, window=20)
+    breaker.success()
+    for _ in range(3):
+        breaker.failure()  # 3 of the first 4 calls
+    assert breaker.state is State.CLOSED
 
 
 def test_a_model_failing_most_calls_opens_the_breaker() -> None:
@@ -206,6 +216,7 @@ def gate(**kw: object) -> ModelGate:
         budget=Budget(settings()),
         faults=FaultInjector({}),
         threshold=2,
+        min_calls=2,
         cooldown_s=60,
         fallbacks={"generate": "plain"},
         **kw,
