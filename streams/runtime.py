@@ -500,7 +500,11 @@ class _Flight:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions are revoked: every record in hand finished and committed."""
+    """Before partitions are revoked: every record in hand finished and committed. While
+    the stage's own callbacks run (the join reloading its waiting halves), no record is
+    taken in: aiokafka sets the new assignment and starts fetching before it calls
+    ``on_partitions_assigned``, so a half could otherwise arrive before its twin is
+    restored, wait alone, and be escalated as ``join_timeout``."""
 
     def __init__(
         self,
@@ -517,12 +521,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.busy:
             await self.settle()
-        if self.on_revoke is not None:
-            await self.on_revoke(revoked)
+            if self.on_revoke is not None:
+                await self.on_revoke(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self.on_assign is not None:
-            await self.on_assign(assigned)
+            async with self.busy:
+                await self.on_assign(assigned)
 
 
 def now_ms() -> int:

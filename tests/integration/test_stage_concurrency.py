@@ -174,3 +174,51 @@ def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it
     assert len(fast) == 20  # all taken in and handled while the slow email was in hand
     assert committed_while_slow[0] in (None, 0)  # not past the slow email at offset 0
     assert final == 21
+
+
+def test_no_record_is_handled_while_a_newly_assigned_partition_restores_its_state(
+    kafka: Settings,
+) -> None:
+    """aiokafka fetches for a new assignment before it calls ``on_partitions_assigned``.
+    The join reloads its waiting halves in that callback; a half handled meanwhile would
+    miss its restored twin and wait until the join timeout. So records wait for it."""
+    settings = kafka.model_copy(update={"stage_concurrency": 4})
+    (topic,) = make_topics(settings, "assign.in", partitions=2)
+    make_topics(settings, "assign.out", partitions=2)
+    producer = Producer(settings.confluent_config(**{"acks": "all"}))
+    for n in range(20):
+        producer.produce(topic, b"x", f"email-{n}".encode())
+    assert producer.flush(10) == 0
+    handled: list[bytes] = []
+    handled_while_restoring: list[int] = []
+    all_handled = asyncio.Event()
+
+    async def model(record: Incoming) -> list[Output]:
+        handled.append(record.key or b"")
+        if len(handled) == 20:
+            all_handled.set()
+        return []
+
+    async def restore(assigned: set[TopicPartition]) -> None:
+        await asyncio.sleep(1.5)  # reading a changelog back takes a while
+        handled_while_restoring.append(len(handled))
+
+    async def run() -> None:
+        spec = StageSpec("assign", "fast", ("assign.in",), ("assign.out",))
+        out = durable_async_producer(settings)
+        await out.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            StageRunner(spec, model, settings, out).run(stop, on_assign=restore)
+        )
+        try:
+            await asyncio.wait_for(all_handled.wait(), 60)
+        finally:
+            stop.set()
+            await task
+            await out.stop()
+
+    asyncio.run(run())
+
+    assert handled_while_restoring == [0]
+    assert sorted(handled) == sorted(f"email-{n}".encode() for n in range(20))
