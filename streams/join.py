@@ -4,6 +4,8 @@ Both halves arrive keyed by message id on co-partitioned topics. The first half 
 a table that is backed by the compacted ``join.changelog`` topic (written before the input
 offset is committed; restored when a partition is assigned), so a crash loses no half.
 A half that waits longer than the join timeout is escalated with reason ``join_timeout``.
+The same half twice (redelivered after a crash, or restored and then read again) is one
+half: it never joins with itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from streams.runtime import StageRunner, decision, read_to_end
 from streams.settings import Settings
 from streams.stages import TICKET, out
 from topics import catalog
+from topics import headers as h
 
 log = logging.getLogger("mailroom.join")
 
@@ -42,8 +45,8 @@ class TriageJoin:
     def __init__(self, settings: Settings, timeout_s: float) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
-        # message id -> (ticket, monotonic time it started waiting, partition number)
-        self.pending: dict[str, tuple[dict[str, Any], float, int]] = {}
+        # message id -> (ticket, monotonic time it started waiting, partition number, half)
+        self.pending: dict[str, tuple[dict[str, Any], float, int, str]] = {}
         self.runner: StageRunner | None = None
         self.timed_out: dict[str, float] = {}  # escalated on timeout: a late half is dropped
         self.settled: dict[str, float] = {}  # joined or expired here, recently
@@ -56,10 +59,17 @@ class TriageJoin:
         if mid in self.timed_out:
             log.info("join dropped the late half of %s: it was escalated on timeout", mid)
             return []
-        waiting = self.pending.pop(mid, None)
+        half = self.half(record.topic)
+        waiting = self.pending.get(mid)
+        if waiting is not None and waiting[3] == half:
+            log.info("join kept the %s half of %s it had: this one is a redelivery", half, mid)
+            return []
         if waiting is None:
-            self.pending[mid] = (ticket, time.monotonic(), record.partition)
-            return [Output(catalog.JOIN_CHANGELOG, record.value, key)]
+            self.pending[mid] = (ticket, time.monotonic(), record.partition, half)
+            return [
+                Output(catalog.JOIN_CHANGELOG, record.value, key, [(h.JOIN_HALF, half.encode())])
+            ]
+        del self.pending[mid]
         self.settled[mid] = time.monotonic()
         merged = merge(waiting[0], ticket)
         merged["decisions"].append(
@@ -73,6 +83,10 @@ class TriageJoin:
         )
         return [out(catalog.TRIAGED, merged), Output(catalog.JOIN_CHANGELOG, None, key)]
 
+    def half(self, topic: str) -> str:
+        """Which half a record read from ``topic`` (full name) is."""
+        return "classified" if topic == self.settings.topic(catalog.CLASSIFIED) else "scored"
+
     async def restore(self, assigned: set[TopicPartition]) -> None:
         """Reload the waiting halves of the assigned partitions from the changelog."""
         numbers = {tp.partition for tp in assigned}
@@ -81,13 +95,14 @@ class TriageJoin:
         # aiokafka may deliver records while this runs: a half joined or expired meanwhile
         # must not come back from the (older) changelog snapshot.
         settled_before = set(self.settled)
-        state: dict[str, tuple[dict[str, Any], float, int]] = {}
+        state: dict[str, tuple[dict[str, Any], float, int, str]] = {}
         for rec in await read_to_end(self.settings, catalog.JOIN_CHANGELOG, numbers):
             mid = rec.key.decode()
             if rec.value is None:
                 state.pop(mid, None)
             else:
-                state[mid] = (TICKET.decode(rec.value), time.monotonic(), rec.partition)
+                half = h.get(list(rec.headers or ()), h.JOIN_HALF) or "unknown"
+                state[mid] = (TICKET.decode(rec.value), time.monotonic(), rec.partition, half)
         restored = 0
         for mid, entry in state.items():
             if mid in self.pending or mid in self.settled or mid in settled_before:
@@ -100,7 +115,7 @@ class TriageJoin:
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Forget the halves of partitions another worker now owns (it restores them)."""
         numbers = {tp.partition for tp in revoked}
-        for mid in [m for m, (_, _, p) in self.pending.items() if p in numbers]:
+        for mid in [m for m, (_, _, p, _) in self.pending.items() if p in numbers]:
             del self.pending[mid]
 
     async def expire(self, stop: asyncio.Event) -> None:
@@ -118,8 +133,11 @@ class TriageJoin:
         that turns up later is dropped by ``handle``.
         """
         outputs: list[Output] = []
-        for mid in [m for m, (_, since, _) in self.pending.items() if since < now - self.timeout_s]:
-            ticket, _, _ = self.pending.pop(mid)
+        expired = [
+            m for m, (_, since, _, _) in self.pending.items() if since < now - self.timeout_s
+        ]
+        for mid in expired:
+            ticket, _, _, _ = self.pending.pop(mid)
             self.timed_out[mid] = now
             self.settled[mid] = now
             began = time.perf_counter()

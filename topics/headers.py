@@ -30,6 +30,9 @@ RETRY_ATTEMPT = "mailroom.retry.attempt"
 RETRY_NOT_BEFORE = "mailroom.retry.not_before"
 FIRST_FAILED_AT = "mailroom.first_failed_at"
 
+# Which half of the triage join a join.changelog record holds: "classified" or "scored".
+JOIN_HALF = "mailroom.join.half"
+
 # Replay bookkeeping.
 REPLAY_ID = "mailroom.replay.id"
 REPLAY_COUNT = "mailroom.replay.count"
