@@ -34,8 +34,6 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -251,10 +249,13 @@ class StageRunner:
         handlers running at once (first tries and retries of the stage together).
         """
         topics = [self.settings.topic(t) for t in self.inputs]
-        consumer = stage_consumer(
-            self.settings,
-            self.group,
-            f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
+        consumer = AIOKafkaConsumer(
+            **self.settings.aiokafka_config(),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
+            max_poll_records=BATCH,
         )
         self.consumer = consumer
         flight = _Flight()
@@ -396,27 +397,6 @@ class StageRunner:
 
 BATCH = 200  # records per poll, across all partitions
 COMMIT_EVERY_S = 0.2  # at most this often; and always before a rebalance or a stop
-
-
-def stage_consumer(settings: Settings, group: str, client_id: str) -> AIOKafkaConsumer:
-    """A stage's consumer: manual commits, from the earliest offset, co-partitioned.
-
-    Partition n of every input goes to the same worker (the range assignor, as in Kafka
-    Streams), so the join sees both halves of an email. aiokafka's default round robin
-    does so only while the partition count divides evenly among the workers: with 6
-    partitions and 4 workers, partition 2 of the two inputs went to different workers and
-    both halves waited for the join timeout. Round robin stays listed second so a group that
-    still has members of an older version agrees on it until the last one is upgraded.
-    """
-    return AIOKafkaConsumer(
-        **settings.aiokafka_config(),
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id=client_id,
-        max_poll_records=BATCH,
-        partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
-    )
 
 
 def stage_limit(settings: Settings) -> asyncio.Semaphore | None:

@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 from confluent_kafka import Producer
 
 from streams.retry import Incoming, Output
-from streams.runtime import COMMIT_EVERY_S, StageRunner, durable_async_producer, stage_consumer
+from streams.runtime import COMMIT_EVERY_S, StageRunner, durable_async_producer
 from streams.settings import Settings
 from tests.kafka_helpers import consume_all, make_topics
 from topics.catalog import StageSpec
@@ -222,30 +222,3 @@ def test_no_record_is_handled_while_a_newly_assigned_partition_restores_its_stat
 
     assert handled_while_restoring == [0]
     assert sorted(handled) == sorted(f"email-{n}".encode() for n in range(20))
-
-
-def test_four_workers_get_partition_n_of_both_join_inputs_together(kafka: Settings) -> None:
-    """The join keeps its halves per worker, so each worker must own partition n of both of
-    its inputs; with 6 partitions that has to hold for 4 workers as well as for 2."""
-    a, b = make_topics(kafka, "copart.classified", "copart.scored", partitions=6)
-
-    async def assignments() -> list[set[TopicPartition]]:
-        consumers = [stage_consumer(kafka, f"{a}-group", f"copart-{n}") for n in range(4)]
-        for consumer in consumers:
-            consumer.subscribe([a, b])
-            await consumer.start()
-        try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while True:  # polled, each member takes part until the group has settled
-                await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
-                got = [c.assignment() for c in consumers]
-                if sum(len(g) for g in got) == 12 and all(got):
-                    return got
-                assert asyncio.get_running_loop().time() < deadline, f"never settled: {got}"
-        finally:
-            for consumer in consumers:
-                await consumer.stop()
-
-    for owned in asyncio.run(assignments()):
-        numbers = {t: {tp.partition for tp in owned if tp.topic == t} for t in (a, b)}
-        assert numbers[a] == numbers[b]
