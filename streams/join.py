@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import TopicPartition
 
@@ -41,12 +41,20 @@ def merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class Waiting(NamedTuple):
+    """A half waiting for its twin."""
+
+    ticket: dict[str, Any]
+    since: float  # monotonic time it started waiting
+    partition: int
+    half: str  # "classified" or "scored"; "unknown" if restored from an older changelog
+
+
 class TriageJoin:
     def __init__(self, settings: Settings, timeout_s: float) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
-        # message id -> (ticket, monotonic time it started waiting, partition number, half)
-        self.pending: dict[str, tuple[dict[str, Any], float, int, str]] = {}
+        self.pending: dict[str, Waiting] = {}  # by message id
         self.runner: StageRunner | None = None
         self.timed_out: dict[str, float] = {}  # escalated on timeout: a late half is dropped
         self.settled: dict[str, float] = {}  # joined or expired here, recently
@@ -61,24 +69,24 @@ class TriageJoin:
             return []
         half = self.half(record.topic)
         waiting = self.pending.get(mid)
-        if waiting is not None and waiting[3] == half:
+        if waiting is not None and waiting.half == half:
             log.info("join kept the %s half of %s it had: this one is a redelivery", half, mid)
             return []
         if waiting is None:
-            self.pending[mid] = (ticket, time.monotonic(), record.partition, half)
+            self.pending[mid] = Waiting(ticket, time.monotonic(), record.partition, half)
             return [
                 Output(catalog.JOIN_CHANGELOG, record.value, key, [(h.JOIN_HALF, half.encode())])
             ]
         del self.pending[mid]
         self.settled[mid] = time.monotonic()
-        merged = merge(waiting[0], ticket)
+        merged = merge(waiting.ticket, ticket)
         merged["decisions"].append(
             decision(
                 "join",
                 "triage-join",
                 "joined",
                 began,
-                f"waited {time.monotonic() - waiting[1]:.3f}s",
+                f"waited {time.monotonic() - waiting.since:.3f}s",
             )
         )
         return [out(catalog.TRIAGED, merged), Output(catalog.JOIN_CHANGELOG, None, key)]
@@ -92,17 +100,20 @@ class TriageJoin:
         numbers = {tp.partition for tp in assigned}
         if not numbers:
             return
-        # aiokafka may deliver records while this runs: a half joined or expired meanwhile
-        # must not come back from the (older) changelog snapshot.
+        # The main runner takes no record in while this runs, but the expiry loop and the
+        # join's retry runner go on: a half joined or expired meanwhile must not come back
+        # from the (older) changelog snapshot.
         settled_before = set(self.settled)
-        state: dict[str, tuple[dict[str, Any], float, int, str]] = {}
+        state: dict[str, Waiting] = {}
         for rec in await read_to_end(self.settings, catalog.JOIN_CHANGELOG, numbers):
             mid = rec.key.decode()
             if rec.value is None:
                 state.pop(mid, None)
             else:
                 half = h.get(list(rec.headers or ()), h.JOIN_HALF) or "unknown"
-                state[mid] = (TICKET.decode(rec.value), time.monotonic(), rec.partition, half)
+                state[mid] = Waiting(
+                    TICKET.decode(rec.value), time.monotonic(), rec.partition, half
+                )
         restored = 0
         for mid, entry in state.items():
             if mid in self.pending or mid in self.settled or mid in settled_before:
@@ -115,7 +126,7 @@ class TriageJoin:
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Forget the halves of partitions another worker now owns (it restores them)."""
         numbers = {tp.partition for tp in revoked}
-        for mid in [m for m, (_, _, p, _) in self.pending.items() if p in numbers]:
+        for mid in [m for m, w in self.pending.items() if w.partition in numbers]:
             del self.pending[mid]
 
     async def expire(self, stop: asyncio.Event) -> None:
@@ -133,11 +144,8 @@ class TriageJoin:
         that turns up later is dropped by ``handle``.
         """
         outputs: list[Output] = []
-        expired = [
-            m for m, (_, since, _, _) in self.pending.items() if since < now - self.timeout_s
-        ]
-        for mid in expired:
-            ticket, _, _, _ = self.pending.pop(mid)
+        for mid in [m for m, w in self.pending.items() if w.since < now - self.timeout_s]:
+            ticket = self.pending.pop(mid).ticket
             self.timed_out[mid] = now
             self.settled[mid] = now
             began = time.perf_counter()

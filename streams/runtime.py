@@ -194,44 +194,54 @@ class StageRunner:
     async def send_durably(self, outputs: list[Output], stop: asyncio.Event) -> None:
         """Send until Kafka has every output. While it cannot (say the dead-letter topic
         refuses writes), the stage stalls and says so: the input offset stays uncommitted
-        and nothing is dropped."""
+        and nothing is dropped. Only the outputs Kafka has not acknowledged are sent again."""
         delay = 0.5
-        while True:
-            try:
-                await self.send_all(outputs)
-            except Exception as exc:
-                if not self.stalled:
-                    log.error(
-                        "stage %s stalled: cannot write %d outputs (%s: %s); "
-                        "input not committed, retrying",
-                        self.spec.name,
-                        len(outputs),
-                        type(exc).__name__,
-                        exc,
-                    )
-                self.stalled = True
-                metrics.STALLED.labels(self.spec.name).set(1)
-                if stop.is_set():
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            if self.stalled:
-                log.warning("stage %s recovered: outputs written", self.spec.name)
-                metrics.STALLED.labels(self.spec.name).set(0)
-            self.stalled = False
-            return
+        while failed := await self.send_all(outputs):
+            outputs = [o for o, _ in failed]
+            exc = failed[0][1]
+            if not self.stalled:
+                log.error(
+                    "stage %s stalled: cannot write %d outputs (%s: %s); "
+                    "input not committed, retrying",
+                    self.spec.name,
+                    len(outputs),
+                    type(exc).__name__,
+                    exc,
+                )
+            self.stalled = True
+            metrics.STALLED.labels(self.spec.name).set(1)
+            if stop.is_set():
+                raise exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        if self.stalled:
+            log.warning("stage %s recovered: outputs written", self.spec.name)
+            metrics.STALLED.labels(self.spec.name).set(0)
+        self.stalled = False
 
-    async def send_all(self, outputs: list[Output]) -> None:
-        """Send, then wait until Kafka acknowledged every record (acks=all)."""
-        futures = [
-            await self.producer.send(
-                self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
-            )
-            for o in outputs
-        ]
-        if futures:
-            await asyncio.gather(*futures)
+    async def send_all(self, outputs: list[Output]) -> list[tuple[Output, Exception]]:
+        """Send every output, then wait until Kafka acknowledged each (acks=all); the ones
+        it did not, with the reason."""
+        sent: list[tuple[Output, asyncio.Future[Any] | Exception]] = []
+        for o in outputs:
+            try:
+                future = await self.producer.send(
+                    self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
+                )
+            except Exception as exc:
+                sent.append((o, exc))
+            else:
+                sent.append((o, future))
+        failed: list[tuple[Output, Exception]] = []
+        for o, maybe in sent:
+            if isinstance(maybe, Exception):
+                failed.append((o, maybe))
+                continue
+            try:
+                await maybe
+            except Exception as exc:
+                failed.append((o, exc))
+        return failed
 
     async def run(
         self,
@@ -322,25 +332,8 @@ class StageRunner:
             async with self.limit:
                 outputs = await self.process(self._incoming(record))
         self.processed += 1
-        sent: list[tuple[Output, asyncio.Future[Any] | None]] = []
-        for o in outputs:
-            try:
-                future = await self.producer.send(
-                    self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
-                )
-            except Exception:
-                future = None  # sent again, durably, below
-            sent.append((o, future))
-        unsent = []
-        for output, maybe in sent:
-            try:
-                if maybe is None:
-                    raise RuntimeError("not sent")
-                await maybe
-            except Exception:
-                unsent.append(output)
-        if unsent:
-            await self.send_durably(unsent, stop)
+        if failed := await self.send_all(outputs):  # sent again, durably
+            await self.send_durably([o for o, _ in failed], stop)
 
     async def _commit(self, consumer: AIOKafkaConsumer, flight: _Flight) -> None:
         """Commit every assigned partition up to its first record not yet done."""

@@ -9,12 +9,40 @@ from aiokafka import TopicPartition
 from confluent_kafka import Producer
 
 from streams.retry import Incoming, Output
-from streams.runtime import COMMIT_EVERY_S, StageRunner, durable_async_producer
+from streams.runtime import (
+    COMMIT_EVERY_S,
+    Handler,
+    Rebalance,
+    StageRunner,
+    durable_async_producer,
+)
 from streams.settings import Settings
 from tests.kafka_helpers import consume_all, make_topics
 from topics.catalog import StageSpec
 
 pytestmark = pytest.mark.integration
+
+
+async def run_until(
+    settings: Settings,
+    spec: StageSpec,
+    model: Handler,
+    done: asyncio.Event,
+    on_assign: Rebalance | None = None,
+) -> None:
+    """Run one stage with ``model`` until ``done`` is set (60 s at most), then stop it."""
+    out = durable_async_producer(settings)
+    await out.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        StageRunner(spec, model, settings, out).run(stop, on_assign=on_assign)
+    )
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        stop.set()
+        await task
+        await out.stop()
 
 
 async def run_stage(settings: Settings, expected: int) -> tuple[int, dict[str, list[int]]]:
@@ -37,17 +65,7 @@ async def run_stage(settings: Settings, expected: int) -> tuple[int, dict[str, l
         return [Output("conc.out", record.value, record.key)]
 
     spec = StageSpec("conc", "slow", ("conc.in",), ("conc.out",))
-    producer = durable_async_producer(settings)
-    await producer.start()
-    runner = StageRunner(spec, slow_model, settings, producer)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        await asyncio.wait_for(all_handled.wait(), 60)
-    finally:
-        stop.set()
-        await task
-        await producer.stop()
+    await run_until(settings, spec, slow_model, all_handled)
     return peak, order
 
 
@@ -92,20 +110,8 @@ def test_a_backlog_is_worked_through_on_every_partition_at_once(kafka: Settings)
             all_handled.set()
         return []
 
-    async def run() -> None:
-        spec = StageSpec("backlog", "fast", ("backlog.in",), ("backlog.out",))
-        out = durable_async_producer(settings)
-        await out.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(StageRunner(spec, model, settings, out).run(stop))
-        try:
-            await asyncio.wait_for(all_handled.wait(), 60)
-        finally:
-            stop.set()
-            await task
-            await out.stop()
-
-    asyncio.run(run())
+    spec = StageSpec("backlog", "fast", ("backlog.in",), ("backlog.out",))
+    asyncio.run(run_until(settings, spec, model, all_handled))
 
     first_poll = handled[:200]  # one poll's worth
     assert sorted(set(first_poll)) == list(range(6))
@@ -203,22 +209,8 @@ def test_no_record_is_handled_while_a_newly_assigned_partition_restores_its_stat
         await asyncio.sleep(1.5)  # reading a changelog back takes a while
         handled_while_restoring.append(len(handled))
 
-    async def run() -> None:
-        spec = StageSpec("assign", "fast", ("assign.in",), ("assign.out",))
-        out = durable_async_producer(settings)
-        await out.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            StageRunner(spec, model, settings, out).run(stop, on_assign=restore)
-        )
-        try:
-            await asyncio.wait_for(all_handled.wait(), 60)
-        finally:
-            stop.set()
-            await task
-            await out.stop()
-
-    asyncio.run(run())
+    spec = StageSpec("assign", "fast", ("assign.in",), ("assign.out",))
+    asyncio.run(run_until(settings, spec, model, all_handled, on_assign=restore))
 
     assert handled_while_restoring == [0]
     assert sorted(handled) == sorted(f"email-{n}".encode() for n in range(20))
