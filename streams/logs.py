@@ -15,9 +15,56 @@ from typing import Any
 
 from opentelemetry import trace
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
-PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()./-]{7,}\d\b")
+# What must never be rewritten, tried first at each position: addresses of hosts, ports,
+# offsets, partitions and ids are what an operator reads a log for.
+_KEEP = (
+    r"(?P<uuid>\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b)",
+    # IPv6 with '::' or all eight groups, optionally bracketed with a port: [::1]:9092
+    r"(?P<ipv6>\[?(?<![\w:.])(?:(?=[0-9a-fA-F:.]*::)(?:[0-9a-fA-F]{0,4}:){2,7}"
+    r"(?:[0-9a-fA-F]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?|(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4})"
+    r"(?:\](?::\d{1,5})?)?)",
+    r"(?P<ipv4>\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b)",
+    # trace, span and other hex ids
+    r"(?P<hexid>\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}\b)",
+    # a number named for what it is: offset 123, partition=4, pid 4711, [3]@12345
+    r"(?P<named>\b(?:offsets?|partitions?|port|pid|generation|epoch|attempt|id|ids|"
+    r"trace_id|span_id|seq|sequence|ms|bytes)\b[\s=:#]*\[?\d[\d,]*\]?|\[\d+\]@\d+|@\d+\b)",
+)
+_REDACT = (
+    r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)",
+    r"(?P<card>(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-]))",
+    # (415) 555-0199; +44 20 7946 0958; 555.123.4567; +4930123456; 0412345678
+    r"(?P<phone>(?<![\w.:/+-])(?:\(\d{2,4}\)[ .-]?\d{2,4}(?:[ .-]\d{2,4}){1,3}"
+    r"|\+?\d{1,4}(?:[ .-]\(?\d{2,4}\)?){2,5}|\+\d{8,15}|\d{10,12})(?![\w:/-]|\.\d))",
+)
+_PATTERN = re.compile("|".join(_KEEP + _REDACT))
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _replace(match: re.Match[str]) -> str:
+    kind, text = match.lastgroup, match.group()
+    if kind == "email":
+        return "<email>"
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if kind == "card" and _luhn(digits):
+        return "<card>"
+    if kind == "phone" and 9 <= len(digits) <= 15:
+        return "<phone>"
+    return text  # kept: an address, a port, an offset, an id, or not a card or phone after all
+
+
+def redact(text: str) -> str:
+    """Addresses, card numbers (Luhn-checked) and phone numbers out of free text; IP
+    addresses, ports, offsets, partitions and ids stay as they are."""
+    return _PATTERN.sub(_replace, text)
+
 
 #: Fields a JSON line may carry, in this order.
 FIELDS = (
@@ -33,13 +80,6 @@ FIELDS = (
     "error",
     "traceback",
 )
-
-
-def redact(text: str) -> str:
-    """Addresses, card numbers and phone numbers out of free text."""
-    text = EMAIL.sub("<email>", text)
-    text = CARD.sub("<card>", text)
-    return PHONE.sub("<phone>", text)
 
 
 class JsonFormatter(logging.Formatter):

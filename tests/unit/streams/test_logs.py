@@ -15,12 +15,31 @@ from streams.logs import JsonFormatter, redact
         ("card 4111 1111 1111 1111 expired", "card <card> expired"),
         ("card 4111-1111-1111-1111", "card <card>"),
         ("call +44 20 7946 0958 today", "call <phone> today"),
-        ("call (415) 555-0199", "call (<phone>"),
+        ("call (415) 555-0199", "call <phone>"),
+        ("or 555.123.4567, or +4930123456.", "or <phone>, or <phone>."),
         ("invoice INV-2291 for 49.00", "invoice INV-2291 for 49.00"),
+        # a 16-digit number that fails the Luhn check is an order number, not a card
+        ("order 4111111111111112", "order 4111111111111112"),
     ],
 )
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Connect call failed ('127.0.0.1', 45105)",
+        "Connect call failed ('::1', 45105, 0, 0)",
+        "broker [fe80::1ff:fe23:4567:890a]:9092 is down; 2001:db8:85a3::8a2e:370:7334 too",
+        "trace 4bf92f3577b34da6a3ce929d0e0e4736 span 00f067aa0ba902b7",
+        "committed emails.inbound[3]@1234567890123, offset 9876543210, partition 4",
+        "at 2026-11-24 19:01:52.123 (2026-11-24T19:01:52Z), timestamp 1764010912123",
+        "worker id 123e4567-e89b-12d3-a456-426614174000, pid 4711",
+    ],
+)
+def test_redact_keeps_addresses_ports_offsets_and_ids(text: str) -> None:
+    assert redact(text) == text
 
 
 def record(msg: str, **extra: object) -> logging.LogRecord:
