@@ -1,17 +1,22 @@
 """Fault injection for any stage's model, from one setting.
 
-    MAILROOM_FAULTS="classify:error_rate=0.12,latency_ms=200;generate:down_for_s=30"
+    MAILROOM_FAULTS="classify:error_rate=0.12,latency_ms=200..2000;generate:down_while=/tmp/down"
 
-``error_rate``: the share of calls that fail (retriable); ``latency_ms``: added to every
-call, a number or a range ``200..2000`` (uniform); ``down_for_s``: every call fails for
-that long after the worker started. Failures raise ``InjectedFault`` (``Unavailable``).
+- ``error_rate``: the share of calls that fail (retriable);
+- ``latency_ms``: added to every call, a number or a range ``200..2000`` (uniform);
+- ``down_calls``: the first N calls fail, then the model works (a count, not a clock, so
+  a slow machine sees the same faults as a fast one);
+- ``down_while``: every call fails while the file at that path exists: a switch a test
+  or an operator flips (``touch`` it: model down now; remove it: back now).
+
+Failures raise ``InjectedFault`` (``Unavailable``, retriable).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-import time
 from dataclasses import dataclass
 
 from processors.errors import Unavailable
@@ -26,7 +31,11 @@ class Fault:
     error_rate: float = 0.0
     latency_min_ms: float = 0.0
     latency_max_ms: float = 0.0
-    down_for_s: float = 0.0
+    down_calls: int = 0
+    down_while: str = ""
+
+
+OPTIONS = "error_rate, latency_ms, down_calls, down_while"
 
 
 def parse_faults(spec: str) -> dict[str, Fault]:
@@ -34,47 +43,66 @@ def parse_faults(spec: str) -> dict[str, Fault]:
     faults: dict[str, Fault] = {}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         stage, _, options = part.partition(":")
-        values: dict[str, float] = {}
+        stage = stage.strip()
+        values: dict[str, float | int | str] = {}
         for option in filter(None, (o.strip() for o in options.split(","))):
             key, _, raw = option.partition("=")
-            key = key.strip()
-            if key == "latency_ms":
-                low, _, high = raw.partition("..")
-                values["latency_min_ms"] = float(low)
-                values["latency_max_ms"] = float(high or low)
-            elif key in ("error_rate", "down_for_s"):
-                values[key] = float(raw)
-            else:
-                raise ValueError(
-                    f"unknown fault option {key!r} for {stage!r}; use "
-                    "error_rate, latency_ms, down_for_s"
-                )
-        if not 0.0 <= values.get("error_rate", 0.0) <= 1.0:
+            values.update(_option(stage, key.strip(), raw.strip()))
+        if not 0.0 <= float(values.get("error_rate", 0.0)) <= 1.0:
             raise ValueError(f"error_rate for {stage!r} must be between 0 and 1")
-        faults[stage.strip()] = Fault(**values)
+        faults[stage] = Fault(**values)  # type: ignore[arg-type]
     return faults
+
+
+def _option(stage: str, key: str, raw: str) -> dict[str, float | int | str]:
+    if key not in ("latency_ms", "error_rate", "down_calls", "down_while"):
+        raise ValueError(f"unknown fault option {key!r} for {stage!r}; use {OPTIONS}")
+    try:
+        if key == "latency_ms":
+            low, _, high = raw.partition("..")
+            return {"latency_min_ms": float(low), "latency_max_ms": float(high or low)}
+        if key == "error_rate":
+            return {key: float(raw)}
+        if key == "down_calls":
+            return {key: int(raw)}
+    except ValueError:
+        raise ValueError(f"bad value {raw!r} for {key} of {stage!r}") from None
+    if not raw:
+        raise ValueError(f"down_while of {stage!r} needs a file path")
+    return {key: raw}
 
 
 class FaultInjector:
     def __init__(self, faults: dict[str, Fault], *, seed: int | None = None) -> None:
         self.faults = faults
-        self.started = time.monotonic()
         self.random = random.Random(seed)
+        self.calls: dict[str, int] = {}
         self.injected: dict[str, int] = {}
 
     async def before_call(self, stage: str) -> None:
         fault = self.faults.get(stage)
         if fault is None:
             return
+        calls = self.calls[stage] = self.calls.get(stage, 0) + 1
         if fault.latency_max_ms:
             delay = self.random.uniform(fault.latency_min_ms, fault.latency_max_ms)
             await asyncio.sleep(delay / 1000)
-        if fault.down_for_s and time.monotonic() - self.started < fault.down_for_s:
+        if calls <= fault.down_calls:
             self._count(stage)
-            raise InjectedFault(f"{stage} model is down (injected for {fault.down_for_s:.0f}s)")
+            raise InjectedFault(
+                f"{stage} model is down (injected: call {calls} of the first {fault.down_calls})"
+            )
+        if fault.down_while and switched_on(fault.down_while):
+            self._count(stage)
+            raise InjectedFault(f"{stage} model is down (injected while {fault.down_while} exists)")
         if fault.error_rate and self.random.random() < fault.error_rate:
             self._count(stage)
             raise InjectedFault(f"{stage} model failed (injected error rate {fault.error_rate})")
 
     def _count(self, stage: str) -> None:
         self.injected[stage] = self.injected.get(stage, 0) + 1
+
+
+def switched_on(path: str) -> bool:
+    """The switch file exists (one stat; local files only)."""
+    return os.path.exists(path)

@@ -69,25 +69,42 @@ def test_a_model_down_opens_its_breaker_and_it_closes_after_recovery(
     pipeline: tuple[Settings, Workers],
 ) -> None:
     settings, workers = pipeline
+    switch = settings.data_dir / "urgency.down"
+    switch.touch()  # the model is down from the first call until the file goes
     workers.start(
-        MAILROOM_FAULTS="urgency:down_for_s=15", MAILROOM_BREAKER_COOLDOWN_S="2", **FAST_RETRIES
+        MAILROOM_FAULTS=f"urgency:down_while={switch}",
+        MAILROOM_BREAKER_COOLDOWN_S="2",
+        **FAST_RETRIES,
     )
-    started = time.monotonic()
     assert cli(settings, "produce", str(batch(settings, 0, 20))).returncode == 0
     wait_for(lambda: settled(settings, 20), timeout_s=120, what="the first batch terminal")
     assert "breaker urgency: closed -> open" in workers.logs()
     assert "model_unavailable" in read_reasons(settings).values()
-    # Down for 15 s from the worker's start; then one cooldown (2 s) for the breaker.
-    wait_for(lambda: time.monotonic() - started > 20, timeout_s=30, what="the model back")
+    switch.unlink()  # the model is back
+    # One email at a time until the breaker's trial call has closed it: open emails
+    # meanwhile are escalated, which is what an open breaker is for.
+    producer = Producer(settings.confluent_config())
+    probes = 0
+
+    def closed() -> bool:
+        nonlocal probes
+        if "breaker urgency: half_open -> closed" in workers.logs():
+            return True
+        probes += 1
+        n = 1000 + probes
+        key = f"<healthy-{n}@example.com>".encode()  # the id in the email itself
+        producer.produce(settings.topic(catalog.INBOUND), healthy_email(n), key=key)
+        producer.flush(10)
+        wait_for(lambda: settled(settings, 20 + probes), timeout_s=60, what="the probe terminal")
+        return False
+
+    wait_for(closed, timeout_s=180, what="the breaker to close")
+    assert "breaker urgency: open -> half_open" in workers.logs()
     second = batch(settings, 20, 20)
     assert cli(settings, "produce", str(second)).returncode == 0
-    wait_for(lambda: settled(settings, 40), timeout_s=120, what="the second batch terminal")
     wait_for(
-        lambda: "breaker urgency: half_open -> closed" in workers.logs(),
-        timeout_s=60,
-        what="the breaker to close",
+        lambda: settled(settings, 40 + probes), timeout_s=120, what="the second batch terminal"
     )
-    assert "breaker urgency: open -> half_open" in workers.logs()
     recovered = {json.loads(line)["message_id"] for line in second.read_text().splitlines()}
     reasons = read_reasons(settings)
     assert not [m for m in recovered if reasons.get(m) == "model_unavailable"]

@@ -109,9 +109,9 @@ def test_a_retried_email_keeps_one_trace(
 ) -> None:
     settings, workers = pipeline
     workers.start(
-        MAILROOM_FAULTS="extract:down_for_s=20",
+        MAILROOM_FAULTS="extract:down_calls=2",
         MAILROOM_BREAKER_THRESHOLD="100",
-        MAILROOM_RETRY_DELAYS_S="[6, 6, 6]",
+        MAILROOM_RETRY_DELAYS_S="[0.5, 0.5, 0.5]",
     )
     mid = "<trace-retry@example.com>"
     mail = write(

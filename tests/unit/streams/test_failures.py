@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,14 +157,22 @@ def test_a_model_failing_most_calls_opens_the_breaker() -> None:
 
 
 def test_fault_spec_parsing() -> None:
-    faults = parse_faults("classify:error_rate=0.12,latency_ms=200..2000;generate:down_for_s=30")
+    faults = parse_faults(
+        "classify:error_rate=0.12,latency_ms=200..2000;generate:down_calls=3;"
+        "extract:down_while=/tmp/extract.down"
+    )
     assert faults["classify"].error_rate == 0.12
     assert (faults["classify"].latency_min_ms, faults["classify"].latency_max_ms) == (200, 2000)
-    assert faults["generate"].down_for_s == 30
+    assert faults["generate"].down_calls == 3
+    assert faults["extract"].down_while == "/tmp/extract.down"
     with pytest.raises(ValueError, match="unknown fault option"):
         parse_faults("classify:explode=1")
+    with pytest.raises(ValueError, match="unknown fault option 'down_for_s'"):
+        parse_faults("classify:down_for_s=30")  # no windows on the clock
     with pytest.raises(ValueError, match="between 0 and 1"):
         parse_faults("classify:error_rate=3")
+    with pytest.raises(ValueError, match="bad value 'soon' for down_calls"):
+        parse_faults("classify:down_calls=soon")
 
 
 async def test_injected_error_rate_is_close_to_the_setting() -> None:
@@ -178,10 +187,24 @@ async def test_injected_error_rate_is_close_to_the_setting() -> None:
     assert 0.10 < failures / 2000 < 0.14
 
 
-async def test_a_model_down_fails_every_call_for_its_window() -> None:
-    injector = FaultInjector(parse_faults("generate:down_for_s=60"))
+async def test_a_model_down_for_its_first_calls_then_works() -> None:
+    injector = FaultInjector(parse_faults("generate:down_calls=2"))
+    for _ in range(2):
+        with pytest.raises(InjectedFault, match="down"):
+            await injector.before_call("generate")
+    await injector.before_call("generate")
+    assert injector.injected == {"generate": 2}
+
+
+async def test_a_model_is_down_while_its_switch_file_exists(tmp_path: Path) -> None:
+    switch = tmp_path / "generate.down"
+    injector = FaultInjector(parse_faults(f"generate:down_while={switch}"))
+    await injector.before_call("generate")
+    switch.touch()
     with pytest.raises(InjectedFault, match="down"):
         await injector.before_call("generate")
+    switch.unlink()
+    await injector.before_call("generate")
 
 
 def settings(**kw: object) -> Settings:
