@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from streams.broker import partition_offsets, partitions_not_ready
@@ -110,3 +111,49 @@ def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[TopicInfo]:
         records = sum(max(0, high[(name, p)] - low[(name, p)]) for p in parts)
         infos.append(TopicInfo(name, len(parts), records, name in catalog))
     return infos
+
+
+def groups_not_ready(
+    settings: Settings,
+    stages: Iterable[str],
+    timeout_s: float = 10.0,
+    admin: AdminClient | None = None,
+) -> list[str]:
+    """The stage consumer groups (main and retry) that are not yet stable with every
+    partition of their inputs assigned to a member; empty when the stages are running."""
+    from topics import catalog
+
+    admin = admin or admin_client(settings)
+    wanted: dict[str, set[tuple[str, int]]] = {}
+    metadata = admin.list_topics(timeout=timeout_s)
+    for name in stages:
+        spec = catalog.stage(name)
+        for group, inputs in (
+            (f"{settings.app_id}.{spec.name}", spec.inputs),
+            (
+                f"{settings.app_id}.{spec.name}.retry",
+                spec.retry_topics(len(settings.retry_delays_s)),
+            ),
+        ):
+            parts: set[tuple[str, int]] = set()
+            for topic in inputs:
+                topic_md = metadata.topics.get(settings.topic(topic))
+                if topic_md is not None:
+                    parts |= {(settings.topic(topic), p) for p in topic_md.partitions}
+            wanted[group] = parts
+    futures = admin.describe_consumer_groups(list(wanted), request_timeout=timeout_s)
+    waiting = []
+    for group, future in futures.items():
+        try:
+            description = future.result()
+        except KafkaException:
+            waiting.append(group)
+            continue
+        assigned = {
+            (tp.topic, tp.partition)
+            for member in description.members
+            for tp in member.assignment.topic_partitions
+        }
+        if description.state != ConsumerGroupState.STABLE or not wanted[group] <= assigned:
+            waiting.append(group)
+    return sorted(waiting)

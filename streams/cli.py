@@ -271,6 +271,9 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: mailroom errors print one clear line, exit code 2."""
+    from streams.logs import setup_cli_logging
+
+    setup_cli_logging()  # `worker` switches to JSON lines
     try:
         app(args=argv, standalone_mode=True)
     except MailroomError as exc:

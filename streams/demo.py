@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -10,11 +11,14 @@ import sys
 import time
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from streams.admin import create_topics
+from streams.admin import admin_client, create_topics, groups_not_ready
 from streams.audit import read_keys, run_audit
 from streams.broker import EmbeddedBroker
 from streams.produce import produce_emails
@@ -52,53 +56,63 @@ def demo_emails(run: str) -> list[dict[str, Any]]:
 def run_demo(
     settings: Settings, console: Console, *, faults: str = "", timeout_s: float = 600.0
 ) -> None:
+    """Broker, topics, one worker; once the worker holds its partitions, the sample emails;
+    a progress bar until each is terminal; a summary measured from the first email sent."""
     broker = EmbeddedBroker(settings)
     started = broker.pid() is None
     began = time.monotonic()
-    broker.start()
+    with console.status("starting the broker"):
+        broker.start()
     console.print(
-        f"broker {'started' if started else 'already running'} "
-        f"({time.monotonic() - began:.1f}s) on {settings.bootstrap_servers}"
+        f"broker {'started' if started else 'already running'} on "
+        f"{settings.bootstrap_servers} ({time.monotonic() - began:.1f}s)"
     )
     worker = None
     try:
         result = create_topics(settings)
         console.print(f"topics: {len(result.created)} created, {len(result.existing)} existed")
-        log = (settings.data_dir / "demo-worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env={
-                **os.environ,
-                "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-                "MAILROOM_DATA_DIR": str(settings.data_dir),
-                "MAILROOM_FAULTS": faults,
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        log_path = settings.data_dir / "demo-worker.log"
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env={
+                    **os.environ,
+                    "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                    "MAILROOM_DATA_DIR": str(settings.data_dir),
+                    "MAILROOM_FAULTS": faults,
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        began = time.monotonic()
+        with console.status("worker: loading models and joining its consumer groups"):
+            wait_until_running(settings, worker, log_path, timeout_s=120.0)
+        console.print(
+            f"worker running: every stage holds its partitions ({time.monotonic() - began:.1f}s)"
         )
-        log.close()
         setup_tracing("mailroom-demo", settings.data_dir, enabled=settings.tracing)
         emails = demo_emails(f"{int(time.time())}")
         ids = {e["message_id"] for e in emails}
-        t0 = time.monotonic()
         produce_emails(settings, emails)
-        console.print(f"produced {len(emails)} sample emails; waiting until all are terminal")
-        while True:
-            terminal = terminal_records(settings, ids)
-            if len(terminal) >= len(ids) or time.monotonic() - t0 > timeout_s:
-                break
-            if worker.poll() is not None:
-                raise SystemExit(f"the worker exited; see {settings.data_dir}/demo-worker.log")
-            time.sleep(1.0)
-        elapsed = time.monotonic() - t0
-        summarize(console, terminal, len(ids), elapsed)
-        failures(console, settings, ids)
-        example = next((m for m in sorted(ids) if "special-5" in m), sorted(ids)[0])
-        console.print(f"  one email's journey: mailroom trace '{example}'")
+        terminal = wait_terminal(settings, console, worker, log_path, ids, timeout_s)
+        sent = {
+            (key or b"").decode(errors="replace"): timestamp
+            for key, _, timestamp in read_keys(settings, catalog.INBOUND)
+        }
+        summarize(
+            console,
+            terminal,
+            {m: sent[m] for m in ids if m in sent},
+            len(ids),
+            failures(settings, ids),
+        )
         report = run_audit(settings)
         console.print(
-            f"audit: {len(report.missing)} missing, {len(report.duplicated)} in two terminal topics"
+            f"audit: {len(report.missing)} missing, {len(report.duplicated)} in two terminal "
+            f"topics; worker log: {log_path}"
         )
+        example = next((m for m in sorted(ids) if "special-5" in m), sorted(ids)[0])
+        console.print(f"one email's journey: mailroom trace '{example}'")
     finally:
         shutdown_tracing()
         if worker is not None:
@@ -109,8 +123,53 @@ def run_demo(
             console.print("broker stopped")
 
 
-def failures(console: Console, settings: Settings, ids: set[str]) -> None:
-    """Retries per tier, dead letters per stage, breaker transitions of this run."""
+def wait_until_running(
+    settings: Settings, worker: subprocess.Popen[bytes], log_path: Path, *, timeout_s: float
+) -> None:
+    """Until every stage group of the worker is stable with all its partitions assigned."""
+    deadline = time.monotonic() + timeout_s
+    admin = admin_client(settings)
+    while waiting := groups_not_ready(settings, catalog.STAGE_NAMES, admin=admin):
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited with code {worker.returncode}; see {log_path}")
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"the worker has not joined {', '.join(waiting)} after {timeout_s:.0f}s; "
+                f"see {log_path}"
+            )
+        time.sleep(0.25)
+
+
+def wait_terminal(
+    settings: Settings,
+    console: Console,
+    worker: subprocess.Popen[bytes],
+    log_path: Path,
+    ids: set[str],
+    timeout_s: float,
+) -> dict[str, tuple[str, Any]]:
+    """A progress bar until every email has its terminal record (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    columns = (
+        TextColumn("emails terminal"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("terminal", total=len(ids))
+        while True:
+            terminal = terminal_records(settings, ids)
+            progress.update(task, completed=len(terminal))
+            if len(terminal) >= len(ids) or time.monotonic() > deadline:
+                return terminal
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker exited with code {worker.returncode}; see {log_path}")
+            time.sleep(0.25)
+
+
+def failures(settings: Settings, ids: set[str]) -> list[str]:
+    """Retries, dead letters and breaker transitions of this run, ``name: value`` each."""
     retries: Counter[str] = Counter()
     dead: Counter[str] = Counter()
     for spec in catalog.STAGES:
@@ -118,24 +177,17 @@ def failures(console: Console, settings: Settings, ids: set[str]) -> None:
             for key, _, _ in read_keys(settings, topic):
                 if (key or b"").decode(errors="replace") in ids:
                     (dead if topic == spec.dlq_topic else retries)[topic] += 1
-    console.print(
-        f"  retried: {sum(retries.values())} "
-        + ", ".join(f"{t} {n}" for t, n in sorted(retries.items()))
-    )
-    console.print(
-        f"  dead letters: {sum(dead.values())} "
-        + ", ".join(f"{t} {n}" for t, n in sorted(dead.items()))
-    )
-    log = settings.data_dir / "demo-worker.log"
-    transitions = [
-        line.split("breaker ", 1)[1].strip()
-        for line in log.read_text(errors="replace").splitlines()
-        if "breaker " in line
+    transitions: Counter[str] = Counter()
+    for line in (settings.data_dir / "demo-worker.log").read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            entry = json.loads(line)
+            if entry.get("logger") == "mailroom.breaker":
+                transitions[entry["msg"].removeprefix("breaker ")] += 1
+    return [
+        f"retried: {sum(retries.values())}  {counted(retries)}",
+        f"dead letters: {sum(dead.values())}  {counted(dead)}",
+        f"breakers: {sum(transitions.values())} transitions  {counted(transitions)}",
     ]
-    console.print(
-        f"  breaker transitions: {len(transitions)}"
-        + "".join(f"\n    {t}" for t in transitions[:10])
-    )
 
 
 def terminal_records(settings: Settings, ids: set[str]) -> dict[str, tuple[str, Any]]:
@@ -155,8 +207,14 @@ def terminal_records(settings: Settings, ids: set[str]) -> dict[str, tuple[str, 
 
 
 def summarize(
-    console: Console, terminal: dict[str, tuple[str, Any]], total: int, elapsed: float
+    console: Console,
+    terminal: dict[str, tuple[str, Any]],
+    sent: dict[str, int],
+    total: int,
+    failed: list[str],
 ) -> None:
+    """Outcomes; latency and throughput from each email's inbound record (produced to a
+    running worker) to its terminal record, both as Kafka timestamped them."""
     by_topic = Counter(topic for topic, _ in terminal.values())
     reasons = Counter(
         rec["reason"] for topic, (rec, _) in terminal.values() if topic == catalog.ESCALATIONS
@@ -166,31 +224,45 @@ def summarize(
         for topic, (rec, _) in terminal.values()
         if topic == catalog.IGNORED
     )
-    latencies = sorted(
-        ts - rec["received_at"]
-        for topic, (rec, ts) in terminal.values()
-        if topic in (catalog.RESPONSES, catalog.ESCALATIONS)
-    )
+    latencies = sorted(ts - sent[mid] for mid, (_, (_, ts)) in terminal.items() if mid in sent)
     calls = [
         rec["model_calls"]
         for topic, (rec, _) in terminal.values()
         if topic in (catalog.RESPONSES, catalog.ESCALATIONS)
     ]
     answered = by_topic[catalog.RESPONSES]
-    console.print(f"\n[bold]{len(terminal)}/{total} emails terminal in {elapsed:.1f}s[/]")
-    console.print(f"  automated: {answered} ({100 * answered / max(total, 1):.1f}%)")
-    console.print(
-        f"  escalated: {by_topic[catalog.ESCALATIONS]} "
-        + ", ".join(f"{r} {n}" for r, n in reasons.most_common())
-    )
-    console.print(
-        f"  ignored:   {by_topic[catalog.IGNORED]} "
-        + ", ".join(f"{r} {n}" for r, n in ignored.most_common())
-    )
+    first = min(sent.values(), default=0)
+    last = max((ts for _, (_, ts) in terminal.values()), default=first)
+    span_s = max((last - first) / 1000, 1e-3)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("answered", f"{answered} ({100 * answered / max(total, 1):.1f}%)")
+    table.add_row("escalated", f"{by_topic[catalog.ESCALATIONS]}  {counted(reasons)}")
+    table.add_row("ignored", f"{by_topic[catalog.IGNORED]}  {counted(ignored)}")
     if latencies:
         p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-        console.print(
-            f"  end-to-end latency: p50 {statistics.median(latencies):.0f} ms, p95 {p95} ms"
+        table.add_row(
+            "latency",
+            f"p50 {statistics.median(latencies):.0f} ms, p95 {p95} ms, max {latencies[-1]} ms "
+            "(produced -> terminal record)",
         )
-        console.print(f"  model calls per email: {statistics.mean(calls):.2f}")
-    console.print(f"  throughput: {len(terminal) / elapsed:.1f} emails/s")
+    table.add_row(
+        "throughput",
+        f"{len(terminal) / span_s:.1f} emails/s over {span_s:.1f}s "
+        "(first produced -> last terminal record)",
+    )
+    if calls:
+        table.add_row("model calls", f"{statistics.mean(calls):.2f} per email")
+    for line in failed:
+        name, _, value = line.partition(": ")
+        table.add_row(name, value)
+    console.print(
+        f"[bold]{len(terminal)}/{total} emails terminal[/], measured from a worker "
+        "that held all its partitions before the first email was produced"
+    )
+    console.print(table)
+
+
+def counted(counter: Counter[str]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counter.most_common())

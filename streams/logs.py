@@ -10,7 +10,9 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -114,9 +116,162 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class PlainFormatter(logging.Formatter):
+    """``level logger: message`` for people at a terminal, redacted like the JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()} {record.name}: {redact(record.getMessage())}"
+
+
+def setup_cli_logging(level: int = logging.WARNING) -> None:
+    """Warnings and errors of a command (its Kafka clients' included) as plain lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PlainFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
 def setup_logging(*, payloads: bool = False, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(payloads=payloads))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+# -- the Kafka clients' own logs ----------------------------------------------------------
+
+#: Retries every client makes on its own while a group coordinator or partition leader
+#: moves or loads: debug, not warnings.
+TRANSIENT = re.compile(
+    r"Coordinator load in progress|[Nn]ot coordinator|COORDINATOR_LOAD_IN_PROGRESS|"
+    r"NOT_COORDINATOR|Leader not available|NOT_LEADER|retrying|Purging \d+ unserved events"
+)
+#: A connection to a broker failed (or broke): the outage tracker's business.
+CONNECTION_FAILED = re.compile(
+    r"Connect call failed|Connection refused|Connect to .* failed|Unable connect|"
+    r"KafkaConnectionError|NodeNotReadyError|Connection at .* broken|Disconnected|"
+    r"[Aa]ll brokers are down|Broker transport failure|Unable to update metadata|"
+    r"Failed fetch messages|RequestTimedOutError|Connection reset|No route to host"
+)
+#: Which broker a failure is about: node id, host:port, or librdkafka's broker name.
+PEER = re.compile(
+    r"node with id (?P<node>\d+)|from (?P<fromnode>\d+):|"
+    r"(?P<rdk>\b[\w.-]+:\d+/(?:\d+|bootstrap)\b)|\"?(?P<host>[\w.-]+:\d{2,5})\"?"
+)
+
+
+@dataclass
+class _Down:
+    since: float
+    last_at: float
+    failures: int
+    last_error: str
+
+
+class Outages(logging.Filter):
+    """A broker that cannot be reached is logged once per outage, not once per retry.
+
+    aiokafka logs each failed attempt (thousands a minute per worker while a broker is
+    down) and librdkafka its FAIL lines. On those loggers this filter lets the first
+    failure for a broker through as ``unreachable``, counts the others, and when none has
+    come for ``quiet_s`` (the clients retry every few hundred milliseconds while it is
+    down) says once that it is back, with the count and the last error.
+    """
+
+    def __init__(self, logger: logging.Logger, quiet_s: float = 5.0) -> None:
+        super().__init__()
+        self.logger = logger
+        self.quiet_s = quiet_s
+        self.down: dict[str, _Down] = {}
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if not CONNECTION_FAILED.search(message):
+            return True
+        peer = peer_of(message)
+        now = time.monotonic()
+        with self._lock:
+            state = self.down.get(peer)
+            if state is not None:
+                state.failures += 1
+                state.last_at, state.last_error = now, message
+                return False
+            self.down[peer] = _Down(now, now, 1, message)
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, daemon=True)
+                self._watcher.start()
+        record.msg = "kafka %s unreachable: %s (retrying; failures are counted until it is back)"
+        record.args = (peer, message)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+    def _watch(self) -> None:
+        """Says ``back`` for every broker quiet for ``quiet_s``; ends when none is down."""
+        while True:
+            time.sleep(min(1.0, self.quiet_s / 2))
+            now = time.monotonic()
+            with self._lock:
+                back = {p: d for p, d in self.down.items() if now - d.last_at >= self.quiet_s}
+                for peer in back:
+                    del self.down[peer]
+                done = not self.down
+                if done:
+                    self._watcher = None
+            for peer, d in back.items():
+                self.logger.warning(
+                    "kafka %s reachable again: no failure for %.0fs after %d failed attempts "
+                    "over %.1fs; last error: %s",
+                    peer,
+                    self.quiet_s,
+                    d.failures,
+                    d.last_at - d.since,
+                    d.last_error,
+                )
+            if done:
+                return
+
+
+def peer_of(message: str) -> str:
+    match = PEER.search(message)
+    if match is None:
+        return "cluster"
+    node = match.group("node") or match.group("fromnode")
+    if node:
+        return f"node {node}"
+    return match.group("rdk") or match.group("host") or "cluster"
+
+
+class ClientLog:
+    """confluent-kafka's ``logger`` option: librdkafka's lines through Python logging
+    (logger ``mailroom.kafka``), transient retries at debug, not raw on stderr."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        facility, client, message = (*map(str, args), "", "", "")[:3]
+        if level <= logging.WARNING and TRANSIENT.search(message):
+            level = logging.DEBUG
+        self.logger.log(level, "%s %s: %s", client, facility, message)
+
+
+KAFKA_LOG = logging.getLogger("mailroom.kafka")
+CLIENT_LOG = ClientLog(KAFKA_LOG)
+OUTAGES = Outages(logging.getLogger("mailroom.outage"))
+#: The loggers that report failed connections (a logger's filter sees only its own records).
+for _name in (
+    "mailroom.kafka",
+    "aiokafka.client",
+    "aiokafka.conn",
+    "aiokafka.consumer.fetcher",
+    "aiokafka.consumer.group_coordinator",
+    "aiokafka.producer.sender",
+    "aiokafka.producer.producer",
+):
+    logging.getLogger(_name).addFilter(OUTAGES)

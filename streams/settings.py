@@ -113,9 +113,12 @@ class Settings(BaseSettings):
     # -- derived client configurations -------------------------------------------------
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients."""
+        from streams.logs import CLIENT_LOG  # librdkafka's lines through Python logging
+
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            "logger": CLIENT_LOG,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism

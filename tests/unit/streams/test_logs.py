@@ -64,3 +64,73 @@ def test_json_lines_carry_fields_and_redact_unless_payloads_are_on() -> None:
     assert "bo@x.example" not in json.dumps(line)
     raw = json.loads(JsonFormatter(payloads=True).format(rec))
     assert raw["error"] == "bad value bo@x.example"
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.name, record.levelno, record.getMessage()))
+
+
+def test_a_broker_outage_is_logged_once_down_and_once_back() -> None:
+    from streams.logs import Outages
+    from tests.kafka_helpers import wait_for
+
+    lines = Lines()
+    client = logging.getLogger("test.outage.client")
+    client.propagate = False
+    client.addHandler(lines)
+    told = logging.getLogger("test.outage.told")
+    told.propagate = False
+    told.addHandler(lines)
+    outages = Outages(told, quiet_s=0.3)
+    client.addFilter(outages)
+    try:
+        for _ in range(500):
+            client.error(
+                "Unable connect to node with id %s: %s",
+                1,
+                "[Errno 111] Connect call failed ('127.0.0.1', 45105)",
+            )
+        client.warning("Heartbeat failed for group g because it is rebalancing")  # not a failure
+        assert len(lines.lines) == 2
+        assert "kafka node 1 unreachable" in lines.lines[0][2]
+        assert "('127.0.0.1', 45105)" in lines.lines[0][2]
+        back = wait_for(
+            lambda: [m for _, _, m in lines.lines if "reachable again" in m],
+            timeout_s=10,
+            what="the outage to be reported over",
+        )
+        assert len(back) == 1
+        assert "after 500 failed attempts" in back[0]
+        client.error("Unable connect to node with id %s: %s", 1, "refused")  # a new outage
+        assert sum("unreachable" in m for _, _, m in lines.lines) == 2
+    finally:
+        client.removeFilter(outages)
+
+
+def test_librdkafka_lines_go_through_python_logging_with_transient_ones_at_debug() -> None:
+    from streams.logs import ClientLog
+
+    lines = Lines()
+    logger = logging.getLogger("test.rdkafka")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(lines)
+    client = ClientLog(logger)
+    client.log(
+        logging.WARNING,
+        "%s [%s] %s",
+        "GETPID",
+        "rdkafka#producer-3",
+        "[thrd:main]: Failed to acquire idempotence PID from broker 1: "
+        "Broker: Coordinator load in progress: retrying",
+    )
+    client.log(logging.ERROR, "%s [%s] %s", "ERROR", "rdkafka#producer-3", "Local: Fatal error")
+    (transient, fatal) = lines.lines
+    assert transient[1] == logging.DEBUG
+    assert "rdkafka#producer-3 GETPID" in transient[2]
+    assert fatal[1] == logging.ERROR
