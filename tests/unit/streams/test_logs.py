@@ -75,41 +75,77 @@ class Lines(logging.Handler):
         self.lines.append((record.name, record.levelno, record.getMessage()))
 
 
-def test_a_broker_outage_is_logged_once_down_and_once_back() -> None:
+def outage_loggers(outages: object) -> tuple[logging.Logger, Lines]:
+    """A client logger named like aiokafka's and the tracker's logger, both to one handler
+    that carries the tracker, as the worker's handler does."""
+    lines = Lines()
+    lines.addFilter(outages)  # type: ignore[arg-type]
+    client = logging.getLogger("aiokafka.test_outage")
+    for logger in (client, logging.getLogger("test.outage.told")):
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.handlers[:] = [lines]
+    return client, lines
+
+
+def fail(client: logging.Logger, times: int) -> None:
+    for _ in range(times):
+        client.error(
+            "Unable connect to node with id %s: %s",
+            1,
+            "[Errno 111] Connect call failed ('127.0.0.1', 45105)",
+        )
+        client.error("Unable to update metadata from %s", [1])
+
+
+def test_a_broker_outage_is_logged_once_down_and_once_back_when_a_group_finds_it() -> None:
+    from streams.logs import Outages
+
+    outages = Outages(logging.getLogger("test.outage.told"), quiet_s=60, settle_s=60)
+    client, lines = outage_loggers(outages)
+    fail(client, 500)
+    client.warning("Heartbeat failed for group g because it is rebalancing")  # not a failure
+    client.info("Discovered coordinator 1 for group mailroom.route")
+    fail(client, 50)  # reconnection chatter just after: not logged either
+    messages = [m for _, _, m in lines.lines]
+    assert len(messages) == 4, messages
+    assert messages[0].startswith("kafka unreachable: Unable connect to node with id 1")
+    assert "('127.0.0.1', 45105)" in messages[0]
+    assert messages[1] == "Heartbeat failed for group g because it is rebalancing"
+    assert "reachable again (a client found its group coordinator again)" in messages[2]
+    assert "after 1000 failed attempts" in messages[2]
+    assert messages[3].startswith("Discovered coordinator")
+
+
+def test_an_outage_without_a_group_ends_when_the_failures_stop() -> None:
     from streams.logs import Outages
     from tests.kafka_helpers import wait_for
 
+    outages = Outages(logging.getLogger("test.outage.told"), quiet_s=0.2, settle_s=0)
+    client, lines = outage_loggers(outages)
+    fail(client, 100)
+    back = wait_for(
+        lambda: [m for _, _, m in lines.lines if "reachable again" in m],
+        timeout_s=10,
+        what="the outage to be reported over",
+    )
+    assert "after 200 failed attempts" in back[0]
+    fail(client, 1)  # a new outage is news again
+    assert sum("unreachable" in m for _, _, m in lines.lines) == 2
+
+
+def test_mailroom_lines_are_never_taken_for_client_failures() -> None:
+    from streams.logs import Outages
+
+    outages = Outages(logging.getLogger("test.outage.told"), quiet_s=60)
     lines = Lines()
-    client = logging.getLogger("test.outage.client")
-    client.propagate = False
-    client.addHandler(lines)
-    told = logging.getLogger("test.outage.told")
-    told.propagate = False
-    told.addHandler(lines)
-    outages = Outages(told, quiet_s=0.3)
-    client.addFilter(outages)
-    try:
-        for _ in range(500):
-            client.error(
-                "Unable connect to node with id %s: %s",
-                1,
-                "[Errno 111] Connect call failed ('127.0.0.1', 45105)",
-            )
-        client.warning("Heartbeat failed for group g because it is rebalancing")  # not a failure
-        assert len(lines.lines) == 2
-        assert "kafka node 1 unreachable" in lines.lines[0][2]
-        assert "('127.0.0.1', 45105)" in lines.lines[0][2]
-        back = wait_for(
-            lambda: [m for _, _, m in lines.lines if "reachable again" in m],
-            timeout_s=10,
-            what="the outage to be reported over",
-        )
-        assert len(back) == 1
-        assert "after 500 failed attempts" in back[0]
-        client.error("Unable connect to node with id %s: %s", 1, "refused")  # a new outage
-        assert sum("unreachable" in m for _, _, m in lines.lines) == 2
-    finally:
-        client.removeFilter(outages)
+    lines.addFilter(outages)
+    ours = logging.getLogger("mailroom.test_outage")
+    ours.propagate = False
+    ours.handlers[:] = [lines]
+    for _ in range(3):
+        ours.error("stage s stalled: cannot write 1 outputs (KafkaConnectionError: refused)")
+    assert len(lines.lines) == 3
 
 
 def test_librdkafka_lines_go_through_python_logging_with_transient_ones_at_debug() -> None:
