@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.broker import EmbeddedBroker
+from streams.commands.broker import EmbeddedBroker
 from streams.settings import Settings
 from topics.errors import MailroomError
 
@@ -79,7 +79,7 @@ def broker_status() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every topic of the catalog, retry and DLQ topics included (idempotent)."""
-    from streams.admin import create_topics
+    from streams.commands.admin import create_topics
 
     result = create_topics(settings())
     console.print(f"created {len(result.created)} topics, {len(result.existing)} already existed")
@@ -90,7 +90,7 @@ def topics_create() -> None:
 @topics_app.command("list")
 def topics_list() -> None:
     """List the topics with partitions and record counts."""
-    from streams.admin import list_topics
+    from streams.commands.admin import list_topics
 
     table = Table("topic", "partitions", "records", "catalog")
     for info in list_topics(settings()):
@@ -106,7 +106,7 @@ def models_train(
     force: Annotated[bool, typer.Option(help="retrain even if the artifact exists")] = False,
 ) -> None:
     """Train the classifier on the bundled samples; cached by content hash in the data dir."""
-    from streams.models import train_classifier
+    from streams.models.local import train_classifier
 
     began = time.monotonic()
     path, trained = train_classifier(settings().data_dir, force=force)
@@ -128,7 +128,7 @@ def worker(
     chosen = [s.strip() for s in stages.split(",") if s.strip()] or list(catalog.STAGE_NAMES)
     for name in chosen:
         catalog.stage(name)  # unknown names fail before anything starts
-    from streams.logs import setup_logging
+    from streams.telemetry.logs import setup_logging
 
     setup_logging(payloads=settings().log_payloads)
     asyncio.run(run_worker(settings(), chosen))
@@ -142,8 +142,8 @@ def produce(
     """Produce emails from files to emails.inbound (Avro, keyed by message id)."""
     from rich.progress import Progress
 
-    from streams.produce import produce_emails, read_paths
-    from streams.tracing import setup_tracing, shutdown_tracing
+    from streams.commands.produce import produce_emails, read_paths
+    from streams.telemetry.tracing import setup_tracing, shutdown_tracing
 
     setup_tracing("mailroom-cli", settings().data_dir, enabled=settings().tracing)
 
@@ -161,7 +161,7 @@ def consume(
     limit: Annotated[int, typer.Option(help="stop after this many records; 0 = no limit")] = 0,
 ) -> None:
     """Print the records of a topic, decoded (pretty by default)."""
-    from streams.consume import consume_topic
+    from streams.commands.consume import consume_topic
 
     consume_topic(settings(), topic, follow=follow, as_json=as_json, limit=limit, console=console)
 
@@ -169,7 +169,7 @@ def consume(
 @app.command("audit")
 def audit() -> None:
     """Check the ledger: every inbound message id is in exactly one terminal topic."""
-    from streams.audit import run_audit
+    from streams.commands.audit import run_audit
 
     report = run_audit(settings())
     console.print(report.describe())
@@ -186,7 +186,7 @@ def trace_cmd(
     ] = None,
 ) -> None:
     """Print an email's trace: every hop, model call, retry, with durations and outcomes."""
-    from streams.traceview import load_spans, render
+    from streams.commands.traceview import load_spans, render
 
     spans = load_spans(settings().data_dir, ident, jaeger=jaeger)
     if not spans:
@@ -212,7 +212,7 @@ def replay_cmd(
     """Re-publish dead letters to where they failed (or any topic to --to)."""
     from rich.progress import Progress
 
-    from streams.replay import ReplayPlan, parse_time, parse_where, replay
+    from streams.commands.replay import ReplayPlan, parse_time, parse_where, replay
 
     plan = ReplayPlan(
         source=source,
@@ -236,7 +236,7 @@ def replay_cmd(
 @dlq_app.command("list")
 def dlq_list() -> None:
     """Dead letters by stage and error class."""
-    from streams.dlq import dlq_counts
+    from streams.commands.dlq import dlq_counts
 
     table = Table("stage", "error class", "dead letters")
     for (stage, error), count in sorted(dlq_counts(settings()).items()):
@@ -253,7 +253,7 @@ def dlq_show(
     """Dead-letter records with their headers; bodies redacted unless asked."""
     import json
 
-    from streams.dlq import dlq_records
+    from streams.commands.dlq import dlq_records
 
     for record in dlq_records(settings(), stage, show_bodies=show_bodies, limit=limit):
         console.print_json(json.dumps(record))
@@ -264,14 +264,14 @@ def demo(
     faults: Annotated[str, typer.Option(help='e.g. "classify:error_rate=0.12"')] = "",
 ) -> None:
     """Start what is not running, run a worker on 200 sample emails, summarize, stop."""
-    from streams.demo import run_demo
+    from streams.commands.demo import run_demo
 
     run_demo(settings(), console, faults=faults)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: mailroom errors print one clear line, exit code 2."""
-    from streams.logs import setup_cli_logging
+    from streams.telemetry.logs import setup_cli_logging
 
     setup_cli_logging()  # `worker` switches to JSON lines
     try:

@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # -- derived client configurations -------------------------------------------------
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients."""
-        from streams.logs import CLIENT_LOG  # librdkafka's lines through Python logging
+        from streams.telemetry.logs import CLIENT_LOG  # librdkafka's lines through Python logging
 
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,

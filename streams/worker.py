@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from streams import metrics
-from streams.budget import Budget
-from streams.faults import FaultInjector, parse_faults
-from streams.guard import ModelGate
-from streams.join import TriageJoin
-from streams.ledger import TerminalLedger
-from streams.models import LocalModels
-from streams.runtime import Handler, StageRunner, durable_async_producer, stage_limit
+from streams.engine.runner import Handler, StageRunner, durable_async_producer, stage_limit
+from streams.guard.budget import Budget
+from streams.guard.faults import FaultInjector, parse_faults
+from streams.guard.gate import ModelGate
+from streams.models.local import LocalModels
 from streams.settings import Settings
-from streams.stages import Stages
-from streams.tracing import setup_tracing, shutdown_tracing
+from streams.stages.handlers import Stages
+from streams.stages.join import TriageJoin
+from streams.stages.ledger import TerminalLedger
+from streams.telemetry import metrics
+from streams.telemetry.tracing import setup_tracing, shutdown_tracing
 from topics import catalog
 
 log = logging.getLogger("mailroom.worker")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.commands.broker import EmbeddedBroker
 from streams.settings import Settings
 from tests.kafka_helpers import free_port, unique
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer
 
-from streams.admin import create_topics
+from streams.commands.admin import create_topics
 from streams.settings import Settings
 from topics.catalog import TopicSpec
 

@@ -27,8 +27,8 @@ from processors import quality as quality_p
 from processors import urgency as urgency_p
 from processors.models import ActionItem, DraftRequest, Email, QualityRequest
 from processors.prefilter import prefilter
-from streams.models import LocalModels
-from streams.stages import customer_name
+from streams.models.local import LocalModels
+from streams.stages.handlers import customer_name
 from topics import catalog
 
 log = logging.getLogger("bench.chain")

@@ -20,10 +20,10 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from streams.admin import admin_client, create_topics
-from streams.broker import EmbeddedBroker, partition_offsets
-from streams.clients import reader
-from streams.models import train_classifier
+from streams.commands.admin import admin_client, create_topics
+from streams.commands.broker import EmbeddedBroker, partition_offsets
+from streams.engine.kafka import reader
+from streams.models.local import train_classifier
 from streams.settings import Settings
 from topics import catalog
 
@@ -243,7 +243,7 @@ def settle(settings: Settings, count: int, timeout_s: float, grace_s: float = 60
 
 def first_intake_ms(settings: Settings) -> int:
     """When mailroom took its first email in: the first prefilter output."""
-    from streams.audit import read_records
+    from streams.commands.audit import read_records
 
     return min(
         r.timestamp

@@ -26,7 +26,7 @@ from typing import Any
 
 from ops.bench.common import Bench, sample_emails, worker_env
 from ops.bench.limit import aiokafka_passthrough_async, make_topics
-from streams.clients import durable_producer
+from streams.engine.kafka import durable_producer
 from streams.settings import Settings
 from topics import catalog
 from topics import headers as h
@@ -59,7 +59,7 @@ def tickets(count: int) -> list[dict[str, Any]]:
 
 def fill(settings: Settings, topic: str, count: int) -> int:
     """``count`` Ticket records with a traceparent each; returns the mean record size."""
-    from streams.stages import TICKET
+    from streams.stages.handlers import TICKET
 
     producer = durable_producer(settings)
     size = 0
@@ -81,14 +81,14 @@ async def _hop(
 ) -> tuple[float, float]:
     """Messages/s and CPU seconds per message, both from the first message handled on
     (start-up, imports and the group join left out); the profile covers the same span."""
-    from streams.budget import Budget
-    from streams.faults import FaultInjector
-    from streams.guard import ModelGate
-    from streams.ledger import TerminalLedger
-    from streams.models import LocalModels
-    from streams.retry import Incoming, Output
-    from streams.runtime import StageRunner, decision, durable_async_producer
-    from streams.stages import TICKET, Stages, out
+    from streams.engine.retry import Incoming, Output
+    from streams.engine.runner import StageRunner, decision, durable_async_producer
+    from streams.guard.budget import Budget
+    from streams.guard.faults import FaultInjector
+    from streams.guard.gate import ModelGate
+    from streams.models.local import LocalModels
+    from streams.stages.handlers import TICKET, Stages, out
+    from streams.stages.ledger import TerminalLedger
 
     gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}))
     stages = Stages(
@@ -189,8 +189,8 @@ def top_functions(stats: pstats.Stats, count: int = 25) -> list[dict[str, Any]]:
 
 
 def child(args: argparse.Namespace) -> None:
-    from streams.logs import setup_logging
-    from streams.tracing import setup_tracing, shutdown_tracing
+    from streams.telemetry.logs import setup_logging
+    from streams.telemetry.tracing import setup_tracing, shutdown_tracing
 
     settings = Settings()
     setup_logging()

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 
 from ops.bench.common import Bench
-from streams.admin import admin_client, wait_led
+from streams.commands.admin import admin_client, wait_led
 from streams.settings import Settings
 
 PARTITIONS = 6

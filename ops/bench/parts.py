@@ -17,8 +17,8 @@ from ops.bench.common import ROOT, SHARED_DATA, Bench, percentile
 from ops.bench.pipeline import drain_and_pace
 from processors.models import Email
 from processors.prefilter import prefilter
-from streams.audit import read_records
-from streams.retry import Incoming
+from streams.commands.audit import read_records
+from streams.engine.retry import Incoming
 from streams.settings import Settings
 from topics import catalog
 from topics.codec import HEADER_LEN, Codec
@@ -97,12 +97,12 @@ def codec_cost(records: list[Incoming]) -> dict[str, Any]:
 
 def router_cost(bench: Bench, records: list[Incoming]) -> dict[str, Any]:
     """The route stage's handler (decode, decide, encode) on real triaged tickets."""
-    from streams.budget import Budget
-    from streams.faults import FaultInjector
-    from streams.guard import ModelGate
-    from streams.ledger import TerminalLedger
-    from streams.models import LocalModels
-    from streams.stages import Stages
+    from streams.guard.budget import Budget
+    from streams.guard.faults import FaultInjector
+    from streams.guard.gate import ModelGate
+    from streams.models.local import LocalModels
+    from streams.stages.handlers import Stages
+    from streams.stages.ledger import TerminalLedger
 
     settings = bench.base
     stages = Stages(

@@ -21,7 +21,7 @@ from ops.bench.common import (
     sample_emails,
     settle,
 )
-from streams.produce import produce_emails
+from streams.commands.produce import produce_emails
 
 
 def drain_and_pace(

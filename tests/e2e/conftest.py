@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
+from streams.commands.admin import create_topics
 from streams.settings import Settings
 from tests.e2e.harness import Workers
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from streams.audit import run_audit
+from streams.commands.audit import run_audit
 from streams.settings import Settings
 
 

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from streams.audit import read_keys, read_records, run_audit
+from streams.commands.audit import read_keys, read_records, run_audit
 from streams.settings import Settings
 from tests.e2e.harness import Workers, cli, drained, settled
 from tests.kafka_helpers import wait_for

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from streams.commands.traceview import load_spans
 from streams.settings import Settings
-from streams.traceview import load_spans
 from tests.e2e.harness import Workers, cli, settled
 from tests.kafka_helpers import free_port, wait_for
 

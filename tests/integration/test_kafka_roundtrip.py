@@ -96,9 +96,9 @@ def test_json_produced_by_a_plain_client_decodes_on_inbound(kafka: Settings) -> 
 def test_produce_at_a_rate_spreads_the_emails_over_time(kafka: Settings) -> None:
     """``mailroom produce --rate 40``: 41 emails take a second on the broker's clock,
     even though every delivery report wakes the producer's poll early."""
-    from streams.admin import create_topics
-    from streams.audit import read_records
-    from streams.produce import produce_emails
+    from streams.commands.admin import create_topics
+    from streams.commands.audit import read_records
+    from streams.commands.produce import produce_emails
     from topics import catalog
 
     create_topics(kafka)

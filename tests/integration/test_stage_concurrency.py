@@ -8,8 +8,8 @@ import pytest
 from aiokafka import TopicPartition
 from confluent_kafka import Producer
 
-from streams.retry import Incoming, Output
-from streams.runtime import (
+from streams.engine.retry import Incoming, Output
+from streams.engine.runner import (
     COMMIT_EVERY_S,
     Handler,
     Rebalance,

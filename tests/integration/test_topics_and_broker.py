@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streams.admin import create_topics, list_topics
-from streams.broker import EmbeddedBroker
+from streams.commands.admin import create_topics, list_topics
+from streams.commands.broker import EmbeddedBroker
 from streams.errors import BrokerError
 from streams.settings import Settings
 from tests.kafka_helpers import consume_all, free_port

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from processors.errors import Rejected, Unavailable
-from streams.breaker import CircuitBreaker, State
-from streams.budget import Budget, BudgetExceeded
-from streams.faults import FaultInjector, InjectedFault, parse_faults
-from streams.guard import ModelGate, ModelUnavailable
-from streams.replay import replayed_headers
-from streams.retry import Incoming, from_retry, route_failure
+from streams.commands.replay import replayed_headers
+from streams.engine.retry import Incoming, from_retry, route_failure
+from streams.guard.breaker import CircuitBreaker, State
+from streams.guard.budget import Budget, BudgetExceeded
+from streams.guard.faults import FaultInjector, InjectedFault, parse_faults
+from streams.guard.gate import ModelGate, ModelUnavailable
 from streams.settings import Settings
 from topics import catalog
 from topics import headers as h

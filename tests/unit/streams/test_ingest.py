@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.ingest import IngestError, read_emails
+from streams.commands.ingest import IngestError, read_emails
 from topics.codec import Codec
 
 MAIL = Path(__file__).resolve().parents[2] / "fixtures" / "mail"

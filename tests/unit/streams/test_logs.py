@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from streams.logs import JsonFormatter, redact
+from streams.telemetry.logs import JsonFormatter, redact
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def fail(client: logging.Logger, times: int) -> None:
 
 
 def test_a_broker_outage_is_logged_once_down_and_once_back_when_a_group_finds_it() -> None:
-    from streams.logs import Outages
+    from streams.telemetry.logs import Outages
 
     outages = Outages(logging.getLogger("test.outage.told"), quiet_s=60, settle_s=60)
     client, lines = outage_loggers(outages)
@@ -118,7 +118,7 @@ def test_a_broker_outage_is_logged_once_down_and_once_back_when_a_group_finds_it
 
 
 def test_an_outage_without_a_group_ends_when_the_failures_stop() -> None:
-    from streams.logs import Outages
+    from streams.telemetry.logs import Outages
     from tests.kafka_helpers import wait_for
 
     outages = Outages(logging.getLogger("test.outage.told"), quiet_s=0.2, settle_s=0)
@@ -135,7 +135,7 @@ def test_an_outage_without_a_group_ends_when_the_failures_stop() -> None:
 
 
 def test_mailroom_lines_are_never_taken_for_client_failures() -> None:
-    from streams.logs import Outages
+    from streams.telemetry.logs import Outages
 
     outages = Outages(logging.getLogger("test.outage.told"), quiet_s=60)
     lines = Lines()
@@ -149,7 +149,7 @@ def test_mailroom_lines_are_never_taken_for_client_failures() -> None:
 
 
 def test_librdkafka_lines_go_through_python_logging_with_transient_ones_at_debug() -> None:
-    from streams.logs import ClientLog
+    from streams.telemetry.logs import ClientLog
 
     lines = Lines()
     logger = logging.getLogger("test.rdkafka")

@@ -51,7 +51,7 @@ def test_topic_prefix_applies_to_names() -> None:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from streams.broker import new_cluster_id
+    from streams.commands.broker import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(i[0].isalnum() and len(i) == 22 for i in ids)

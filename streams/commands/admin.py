@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from streams.broker import partition_offsets, partitions_not_ready
+from streams.commands.broker import partition_offsets, partitions_not_ready
 from streams.errors import TopicSetupError
 from streams.settings import Settings
 from topics.catalog import TopicSpec, all_topics

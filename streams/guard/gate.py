@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 from opentelemetry.trace import Status, StatusCode
 
 from processors.errors import Unavailable
-from streams import metrics
-from streams.breaker import CircuitBreaker, State
-from streams.budget import Budget, BudgetExceeded
-from streams.faults import FaultInjector
-from streams.logs import redact
-from streams.tracing import tracer
+from streams.guard.breaker import CircuitBreaker, State
+from streams.guard.budget import Budget, BudgetExceeded
+from streams.guard.faults import FaultInjector
+from streams.telemetry import metrics
+from streams.telemetry.logs import redact
+from streams.telemetry.tracing import tracer
 
 log = logging.getLogger("mailroom.guard")
 T = TypeVar("T")

@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streams.admin import admin_client, create_topics, groups_not_ready
-from streams.audit import read_keys, run_audit
-from streams.broker import EmbeddedBroker
-from streams.produce import produce_emails
+from streams.commands.admin import admin_client, create_topics, groups_not_ready
+from streams.commands.audit import read_keys, run_audit
+from streams.commands.broker import EmbeddedBroker
+from streams.commands.produce import produce_emails
 from streams.settings import Settings
-from streams.tracing import setup_tracing, shutdown_tracing
+from streams.telemetry.tracing import setup_tracing, shutdown_tracing
 from topics import catalog
 from topics.codec import Codec
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from streams.clients import reader
+from streams.engine.kafka import reader
 from streams.settings import Settings
 from topics import catalog
 from topics import headers as h

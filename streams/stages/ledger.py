@@ -13,7 +13,7 @@ import logging
 
 from aiokafka import TopicPartition
 
-from streams.runtime import read_to_end
+from streams.engine.runner import read_to_end
 from streams.settings import Settings
 from topics import catalog
 

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from confluent_kafka import TopicPartition
 
-from streams.clients import durable_producer, reader
+from streams.engine.kafka import durable_producer, reader
 from streams.settings import Settings
 from topics import headers as h
 from topics.errors import MailroomError

@@ -9,10 +9,10 @@ from typing import Any
 
 from rich.progress import Progress
 
-from streams.clients import durable_producer
-from streams.ingest import read_emails
+from streams.commands.ingest import read_emails
+from streams.engine.kafka import durable_producer
 from streams.settings import Settings
-from streams.tracing import inject, producer_span
+from streams.telemetry.tracing import inject, producer_span
 from topics import catalog
 from topics import headers as h
 from topics.codec import Codec

@@ -22,13 +22,13 @@ from processors.models import (
     QualityRequest,
 )
 from processors.prefilter import prefilter
-from streams import metrics
-from streams.budget import BudgetExceeded
-from streams.guard import Call, ModelGate, ModelUnavailable
-from streams.ledger import TerminalLedger
-from streams.models import LocalModels
-from streams.retry import Incoming, Output
-from streams.runtime import decision, now_ms
+from streams.engine.retry import Incoming, Output
+from streams.engine.runner import decision, now_ms
+from streams.guard.budget import BudgetExceeded
+from streams.guard.gate import Call, ModelGate, ModelUnavailable
+from streams.models.local import LocalModels
+from streams.stages.ledger import TerminalLedger
+from streams.telemetry import metrics
 from topics import catalog
 from topics import headers as h
 from topics.codec import Codec, InboundCodec

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import TopicPartition
 
-from streams.clients import reader
-from streams.retry import Incoming
+from streams.engine.kafka import reader
+from streams.engine.retry import Incoming
 from streams.settings import Settings
 from topics import catalog
 from topics.codec import InboundCodec

@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 
 from aiokafka import TopicPartition
 
-from streams.retry import Incoming, Output
-from streams.runtime import StageRunner, decision, read_to_end
+from streams.engine.retry import Incoming, Output
+from streams.engine.runner import StageRunner, decision, read_to_end
 from streams.settings import Settings
-from streams.stages import TICKET, out
+from streams.stages.handlers import TICKET, out
 from topics import catalog
 from topics import headers as h
 

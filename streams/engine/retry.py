@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from streams.logs import redact as redact_pii
+from streams.telemetry.logs import redact as redact_pii
 from topics import headers as h
 from topics.catalog import StageSpec
 from topics.errors import MailroomError

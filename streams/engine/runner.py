@@ -8,7 +8,7 @@ loses or duplicates email. This loop gives the guarantees DESIGN §4-§6 ask for
 - raw bytes in; the stage decodes them itself, so a record that cannot be decoded is
   dead-lettered with the reason instead of being skipped;
 - every failure is caught per message and routed: a retriable one to the next retry tier
-  (``streams.retry``), a permanent one or the last try's to the dead-letter topic;
+  (``streams.engine.retry``), a permanent one or the last try's to the dead-letter topic;
 - retry tiers are consumed by a second runner per stage that waits for each record's due
   time by pausing only that partition, so the main input keeps flowing;
 - outputs go through one idempotent producer with acks=all, and a partition's offset is
@@ -37,11 +37,11 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from streams import metrics
-from streams.logs import redact
-from streams.retry import Incoming, Output, from_retry, route_failure
+from streams.engine.retry import Incoming, Output, from_retry, route_failure
 from streams.settings import Settings
-from streams.tracing import extract, inject, messaging_attributes, producer_span, tracer
+from streams.telemetry import metrics
+from streams.telemetry.logs import redact
+from streams.telemetry.tracing import extract, inject, messaging_attributes, producer_span, tracer
 from topics import headers as h
 from topics.catalog import StageSpec
 
