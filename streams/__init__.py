@@ -1,1 +1,15 @@
-"""The runtime: Faust app, stage agents, routing, retries, breakers, budgets, telemetry, CLI."""
+"""The runtime: the stage loop on Kafka clients, the stages, guards, telemetry, commands.
+
+::
+
+    cli.py, worker.py, settings.py, errors.py   the top: what a user runs and configures
+    commands/    the operator commands (broker, topics, produce, consume, replay, audit, ...)
+    stages/      the typed ticket, one handler per stage, the join, the stage registry
+    models/      the model backends (the local models)
+    guard/       what stands between a stage and a model: gate, breaker, budget, faults
+    engine/      records, the runner, the per-message wrapper, in-flight offsets, retries,
+                 the Kafka clients
+    telemetry/   tracing, metrics, logs, and the sensor the wrapper calls
+
+Imports point down this list, never up (tests/unit/test_imports.py checks it).
+"""

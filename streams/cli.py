@@ -203,8 +203,12 @@ def replay_cmd(
     ] = None,
     from_offset: Annotated[int | None, typer.Option(help="first offset, every partition")] = None,
     to_offset: Annotated[int | None, typer.Option(help="last offset (inclusive)")] = None,
-    since: Annotated[str | None, typer.Option(help="ISO-8601 time or epoch ms")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO-8601 time or epoch ms")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO-8601 time (UTC if no zone) or epoch ms")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO-8601 time (UTC if no zone) or epoch ms")
+    ] = None,
     where: Annotated[list[str] | None, typer.Option(help="HEADER=VALUE filter, repeatable")] = None,
     dry_run: Annotated[bool, typer.Option(help="say what would be sent, send nothing")] = False,
     rate: Annotated[float, typer.Option(help="records per second; 0 = no limit")] = 0,

@@ -1,13 +1,14 @@
 """One frozen settings object, read from ``MAILROOM_*`` environment variables.
 
-Every Kafka client the project opens (confluent-kafka admin/producer/consumer, aiokafka,
-Faust) takes its connection and security options from here, so SASL/SSL set once applies
+Every Kafka client the project opens (confluent-kafka admin/producer/consumer, aiokafka)
+takes its connection and security options from here, so SASL/SSL set once applies
 everywhere. OpenTelemetry keeps its own ``OTEL_*`` variables and is not configured here.
 """
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When a model's circuit breaker opens and for how long: it opens when, of the model's
+    last ``window`` calls, at least ``threshold`` failed and they are at least
+    ``failure_rate`` of them, the share taken over at least ``min_calls`` calls; it stays
+    open ``cooldown_s``, then lets one trial call through."""
+
+    threshold: int = 3
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    cooldown_s: float = 300.0
+
+
+BREAKER = BreakerPolicy()
 
 
 class Settings(BaseSettings):
@@ -35,13 +53,14 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     client_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra librdkafka options passed verbatim to confluent-kafka clients.",
+        description="extra client options by librdkafka name: confluent-kafka takes them "
+        "verbatim, aiokafka those it has an argument for (linger.ms -> linger_ms)",
     )
 
     # -- naming -----------------------------------------------------------------------
     app_id: str = Field(
         default="mailroom",
-        description="Faust app id: the consumer group and the prefix of changelog topics.",
+        description="names the stages' consumer groups (<app id>.<stage>)",
     )
     topic_prefix: str = Field(default="", description="Prepended to every topic name.")
 
@@ -69,21 +88,30 @@ class Settings(BaseSettings):
 
     # -- failures -----------------------------------------------------------------------
     retry_delays_s: tuple[float, ...] = Field(
-        default=(1.0, 10.0, 60.0), description="one delay per retry tier; after the last: DLQ"
+        default=(1.0, 10.0, 60.0),
+        min_length=1,
+        description="one delay per retry tier; after the last: DLQ",
     )
-    breaker_threshold: int = Field(default=3, description="failures that open a breaker...")
+    breaker_threshold: int = Field(
+        default=BREAKER.threshold, ge=1, description="failures that open a breaker..."
+    )
     breaker_failure_rate: float = Field(
-        default=0.5, gt=0, le=1, description="...when they are this share of the window"
+        default=BREAKER.failure_rate, gt=0, le=1, description="...when they are this share"
     )
-    breaker_window: int = Field(default=20, ge=1, description="calls a breaker looks back on")
+    breaker_window: int = Field(
+        default=BREAKER.window, ge=1, description="calls a breaker looks back on"
+    )
     breaker_min_calls: int = Field(
-        default=10, ge=1, description="the share is taken over at least this many calls"
+        default=BREAKER.min_calls, ge=1, description="the share is taken over at least this many"
     )
-    breaker_cooldown_s: float = 300.0
+    breaker_cooldown_s: float = Field(
+        default=BREAKER.cooldown_s, ge=0, description="open this long, then one trial call"
+    )
     faults: str = Field(default="", description="fault injection, see streams/faults.py")
-    fallbacks: dict[str, str] = Field(
-        default_factory=lambda: {"classify": "keyword-rules", "generate": "plain-template"},
-        description="stage -> fallback model used while its breaker is open or over budget",
+    fallbacks: frozenset[str] = Field(
+        default=frozenset({"classify", "generate"}),
+        description="stages that fall back to their local fallback model (each stage names "
+        "its own) while their breaker is open or a call would pass the budget",
     )
 
     # -- budget -------------------------------------------------------------------------
@@ -139,7 +167,7 @@ class Settings(BaseSettings):
         return conf
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """An SSL context for aiokafka/Faust, or None when the protocol has no TLS."""
+        """An SSL context for aiokafka, or None when the protocol has no TLS."""
         if self.security_protocol not in ("SSL", "SASL_SSL"):
             return None
         ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
@@ -169,6 +197,22 @@ class Settings(BaseSettings):
                 self.sasl_password.get_secret_value() if self.sasl_password else None
             )
         return conf
+
+    @property
+    def breaker(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            self.breaker_threshold,
+            self.breaker_failure_rate,
+            self.breaker_window,
+            self.breaker_min_calls,
+            self.breaker_cooldown_s,
+        )
+
+    @property
+    def retry_tiers(self) -> int:
+        """How many ``<stage>.retry.<n>`` topics there are: one per retry delay. The one
+        source for ``topics create``, the runners and the dead-letter routing."""
+        return len(self.retry_delays_s)
 
     def topic(self, name: str) -> str:
         """The full topic name with this deployment's prefix."""

@@ -20,7 +20,6 @@ EMAIL_PARTITIONS = 6
 
 CATEGORIES = ("billing", "technical", "account", "feature_request", "other")
 URGENCY_LEVELS = ("critical", "high", "medium", "low")
-DEFAULT_RETRY_TIERS = 3
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,6 @@ class StageSpec:
     """A stage: the topics it reads and writes; its retry and DLQ topics derive from it."""
 
     name: str
-    model: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
@@ -121,7 +119,7 @@ class StageSpec:
             raise ValueError("retry attempts count from 1")
         return f"{self.name}.retry.{attempt}"
 
-    def retry_topics(self, tiers: int = DEFAULT_RETRY_TIERS) -> tuple[str, ...]:
+    def retry_topics(self, tiers: int) -> tuple[str, ...]:
         return tuple(self.retry_topic(n) for n in range(1, tiers + 1))
 
     @property
@@ -130,19 +128,16 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("prefilter", "prefilter-rules", (INBOUND,), (ACCEPTED, IGNORED)),
-    StageSpec("classify", "tfidf-logreg", (ACCEPTED,), (CLASSIFIED,)),
-    StageSpec("urgency", "vader-cues", (ACCEPTED,), (SCORED,)),
-    StageSpec("join", "triage-join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE, JOIN_CHANGELOG)),
-    StageSpec("route", "router", (TRIAGED,), (ROUTE_CRITICAL, *ROUTE_TOPICS)),
-    StageSpec("extract", "extract-rules", ROUTE_TOPICS, (EXTRACTED,)),
-    StageSpec("generate", "templates", (EXTRACTED, DRAFTS_REVISE), (DRAFTS_GENERATED,)),
-    StageSpec(
-        "quality", "quality-rules", (DRAFTS_GENERATED,), (DRAFTS_APPROVED, DRAFTS_REVISE, ESCALATE)
-    ),
+    StageSpec("prefilter", (INBOUND,), (ACCEPTED, IGNORED)),
+    StageSpec("classify", (ACCEPTED,), (CLASSIFIED,)),
+    StageSpec("urgency", (ACCEPTED,), (SCORED,)),
+    StageSpec("join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE, JOIN_CHANGELOG)),
+    StageSpec("route", (TRIAGED,), (ROUTE_CRITICAL, *ROUTE_TOPICS)),
+    StageSpec("extract", ROUTE_TOPICS, (EXTRACTED,)),
+    StageSpec("generate", (EXTRACTED, DRAFTS_REVISE), (DRAFTS_GENERATED,)),
+    StageSpec("quality", (DRAFTS_GENERATED,), (DRAFTS_APPROVED, DRAFTS_REVISE, ESCALATE)),
     StageSpec(
         "escalate",
-        "escalation-policy",
         (ROUTE_CRITICAL, DRAFTS_APPROVED, ESCALATE),
         (RESPONSES, ESCALATIONS),
     ),
@@ -158,11 +153,14 @@ def stage(name: str) -> StageSpec:
     raise KeyError(f"unknown stage {name!r}; known: {', '.join(STAGE_NAMES)}")
 
 
-def stage_topics(spec: StageSpec, tiers: int = DEFAULT_RETRY_TIERS) -> Iterator[TopicSpec]:
-    """The retry tiers and the dead-letter topic of one stage."""
-    for n, name in enumerate(spec.retry_topics(tiers), start=1):
-        yield TopicSpec(name, None, "retry", f"{spec.name} attempt {n + 1}, delayed")
-    yield TopicSpec(
+def retry_topic(spec: StageSpec, tier: int) -> TopicSpec:
+    return TopicSpec(
+        spec.retry_topic(tier), None, "retry", f"{spec.name} attempt {tier + 1}, delayed"
+    )
+
+
+def dlq_topic(spec: StageSpec) -> TopicSpec:
+    return TopicSpec(
         spec.dlq_topic,
         None,
         "dlq",
@@ -171,19 +169,34 @@ def stage_topics(spec: StageSpec, tiers: int = DEFAULT_RETRY_TIERS) -> Iterator[
     )
 
 
-def all_topics(tiers: int = DEFAULT_RETRY_TIERS) -> tuple[TopicSpec, ...]:
+def stage_topics(spec: StageSpec, tiers: int) -> Iterator[TopicSpec]:
+    """The retry tiers and the dead-letter topic of one stage."""
+    for tier in range(1, tiers + 1):
+        yield retry_topic(spec, tier)
+    yield dlq_topic(spec)
+
+
+def all_topics(tiers: int) -> tuple[TopicSpec, ...]:
     """Every topic ``mailroom topics create`` makes, in a stable order."""
     derived = [t for spec in STAGES for t in stage_topics(spec, tiers)]
     return (*TOPICS, *derived)
 
 
-def topic(name: str, tiers: int = DEFAULT_RETRY_TIERS) -> TopicSpec:
-    for spec in all_topics(tiers):
+def topic(name: str) -> TopicSpec:
+    """The spec of any topic of the catalog, a retry tier of any number included."""
+    for spec in TOPICS:
         if spec.name == name:
             return spec
+    for stage_spec in STAGES:
+        if name == stage_spec.dlq_topic:
+            return dlq_topic(stage_spec)
+        tier = name.removeprefix(f"{stage_spec.name}.retry.")
+        if tier != name and tier.isdigit() and int(tier) > 0:
+            return retry_topic(stage_spec, int(tier))
     raise KeyError(f"unknown topic {name!r}")
 
 
-def terminal_topics(tiers: int = DEFAULT_RETRY_TIERS) -> tuple[str, ...]:
-    """Where an email may end: the ledger invariant is exactly one of these per message id."""
-    return tuple(t.name for t in all_topics(tiers) if t.terminal)
+def terminal_topics() -> tuple[str, ...]:
+    """Where an email may end: the ledger invariant is exactly one of these per message id.
+    Dead-letter topics count: a dead letter waits there for a person."""
+    return (*(t.name for t in TOPICS if t.terminal), *(s.dlq_topic for s in STAGES))

@@ -3,13 +3,14 @@
 ::
 
     MailroomError                    retriable = False unless a subclass says otherwise
-    └── CodecError                   a record that can never be decoded: dead-letter it at once
-        ├── EmptyValueError          null or zero-length value
-        ├── TooLargeError            over the size limit (size, limit)
-        ├── NotJsonError             not UTF-8, or not JSON, where JSON was accepted
-        ├── WrongShapeError          decodes, but does not match the schema (field path)
-        ├── UnknownFingerprintError  single-object encoding with a schema we do not know
-        └── TruncatedBodyError       the Avro body ends early or has trailing bytes
+    ├── CodecError                   a record that can never be decoded: dead-letter it at once
+    │   ├── EmptyValueError          null or zero-length value
+    │   ├── TooLargeError            over the size limit (size, limit)
+    │   ├── NotJsonError             not UTF-8, or not JSON, where JSON was accepted
+    │   ├── WrongShapeError          decodes, but does not match the schema (field path)
+    │   ├── UnknownFingerprintError  single-object encoding with a schema we do not know
+    │   └── TruncatedBodyError       the Avro body ends early or has trailing bytes
+    └── IncompatibleSchemaError      a schema change that cannot read an earlier version
 
 ``processors.errors`` and ``streams.errors`` add their own branches under the same root.
 """
@@ -71,3 +72,15 @@ class UnknownFingerprintError(CodecError):
 class TruncatedBodyError(CodecError):
     def __init__(self, schema: str, detail: str) -> None:
         super().__init__(f"Avro body for {schema} is truncated or corrupt: {detail}")
+
+
+class IncompatibleSchemaError(MailroomError):
+    """A changed schema that cannot read records an earlier version wrote."""
+
+    def __init__(self, name: str, version: int) -> None:
+        self.name = name
+        self.version = version
+        super().__init__(
+            f"the new {name} schema cannot read records written with v{version}: add fields "
+            "with defaults only, never remove or retype one"
+        )

@@ -23,6 +23,8 @@ from typing import Any, cast
 from fastavro import parse_schema
 from fastavro.schema import expand_schema, fingerprint, load_schema, to_parsing_canonical_form
 
+from topics.errors import IncompatibleSchemaError
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 HISTORY_DIR = SCHEMA_DIR / "history"
 NAMESPACE = "mailroom"
@@ -120,11 +122,25 @@ def registry() -> Registry:
     return Registry(current=current, history=history, by_fingerprint=by_fingerprint)
 
 
-def snapshot() -> list[Path]:
-    """Write ``history/<Name>.v<N+1>.avsc`` for every schema whose current version is new.
+def compatible(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
+    """Can a consumer with schema ``reader`` read what ``writer`` wrote? The ``avro``
+    package's checker is the authority (Avro's schema resolution rules)."""
+    import avro.schema
+    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-    Run ``python -m topics.registry`` after changing a schema; the compatibility test
-    then checks the new version against every earlier one.
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(
+        avro.schema.parse(json.dumps(reader)), avro.schema.parse(json.dumps(writer))
+    )
+    return bool(result.compatibility is SchemaCompatibilityType.compatible)
+
+
+def snapshot() -> list[Path]:
+    """Write ``history/<Name>.v<N+1>.avsc`` for every schema whose current version is new,
+    refusing (``IncompatibleSchemaError``) one that cannot read an earlier version.
+
+    Run ``python -m topics.registry`` after changing a schema; the test suite checks the
+    recorded history again.
     """
     written = []
     files = history_files()
@@ -136,6 +152,9 @@ def snapshot() -> list[Path]:
             latest = json.loads(versions[-1][1].read_text())
             if to_parsing_canonical_form(latest) == current:
                 continue
+        for version, path in versions:
+            if not compatible(definition, json.loads(path.read_text())):
+                raise IncompatibleSchemaError(name, version)
         path = HISTORY_DIR / f"{name}.v{(versions[-1][0] if versions else 0) + 1}.avsc"
         path.write_text(json.dumps(definition, indent=1) + "\n")
         written.append(path)

@@ -28,7 +28,7 @@ from processors import urgency as urgency_p
 from processors.models import ActionItem, DraftRequest, Email, QualityRequest
 from processors.prefilter import prefilter
 from streams.models.local import LocalModels
-from streams.stages.handlers import customer_name
+from streams.stages.ticket import customer_name
 from topics import catalog
 
 log = logging.getLogger("bench.chain")

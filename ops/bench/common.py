@@ -243,7 +243,7 @@ def settle(settings: Settings, count: int, timeout_s: float, grace_s: float = 60
 
 def first_intake_ms(settings: Settings) -> int:
     """When mailroom took its first email in: the first prefilter output."""
-    from streams.commands.audit import read_records
+    from streams.engine.kafka import read_records
 
     return min(
         r.timestamp

@@ -22,12 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ops.bench.common import Bench, sample_emails, worker_env
 from ops.bench.limit import aiokafka_passthrough_async, make_topics
 from streams.engine.kafka import durable_producer
 from streams.settings import Settings
+from streams.stages.ticket import TICKET, FeedbackEmail, Ticket, decision, decode, new_ticket, out
 from topics import catalog
 from topics import headers as h
 from topics.catalog import StageSpec
@@ -35,32 +36,13 @@ from topics.catalog import StageSpec
 STAGE = "classify"  # a stage with a cost: the budget check and its spend event are real
 
 
-def tickets(count: int) -> list[dict[str, Any]]:
+def tickets(count: int) -> list[Ticket]:
     """Tickets as the classifier gets them from prefilter."""
-    return [
-        {
-            "message_id": e["message_id"],
-            "email": e,
-            "classification": None,
-            "urgency": None,
-            "action_items": [],
-            "drafts": [],
-            "iteration": 0,
-            "escalation_reason": None,
-            "escalation_detail": None,
-            "cost": 0.0,
-            "model_calls": 0,
-            "decisions": [],
-            "first_seen_at": e["received_at"],
-        }
-        for e in sample_emails(count, "hop")
-    ]
+    return [new_ticket(cast(FeedbackEmail, e)) for e in sample_emails(count, "hop")]
 
 
 def fill(settings: Settings, topic: str, count: int) -> int:
     """``count`` Ticket records with a traceparent each; returns the mean record size."""
-    from streams.stages.handlers import TICKET
-
     producer = durable_producer(settings)
     size = 0
     for ticket in tickets(count):
@@ -81,32 +63,27 @@ async def _hop(
 ) -> tuple[float, float]:
     """Messages/s and CPU seconds per message, both from the first message handled on
     (start-up, imports and the group join left out); the profile covers the same span."""
-    from streams.engine.retry import Incoming, Output
-    from streams.engine.runner import StageRunner, decision, durable_async_producer
+    from streams.engine.kafka import durable_async_producer
+    from streams.engine.records import Incoming, Output
+    from streams.engine.runner import StageRunner
     from streams.guard.budget import Budget
     from streams.guard.faults import FaultInjector
     from streams.guard.gate import ModelGate
     from streams.models.local import LocalModels
-    from streams.stages.handlers import TICKET, Stages, out
-    from streams.stages.ledger import TerminalLedger
+    from streams.stages.calls import ModelCalls
 
     gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}))
-    stages = Stages(
-        models=LocalModels(settings.data_dir),
-        gate=gate,
-        ledger=TerminalLedger(settings),
-        max_email_bytes=settings.max_email_bytes,
-    )
+    calls = ModelCalls(LocalModels(settings.data_dir), gate)
 
     async def noop_model(record: Incoming) -> list[Output]:
         began = time.perf_counter()
-        ticket = TICKET.decode(record.value)
-        call = await stages.guarded(STAGE, "noop", ticket, lambda: None, began=began)
+        ticket = decode(record.value)
+        call = await calls.call(STAGE, "noop", ticket, lambda: None, began=began)
         ticket["decisions"].append(decision(STAGE, "noop", "ok", began))
-        return [out("hop.out", ticket), *stages.spend(call)]
+        return [out("hop.out", ticket), *calls.spend(call)]
 
-    spec = StageSpec(STAGE, "noop", ("hop.in",), ("hop.out",))
-    producer = durable_async_producer(settings)
+    spec = StageSpec(STAGE, ("hop.in",), ("hop.out",))
+    producer = durable_async_producer(settings, f"{settings.app_id}-hop")
     await producer.start()
     runner = StageRunner(spec, noop_model, settings, producer)
     stop = asyncio.Event()

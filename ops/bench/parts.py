@@ -17,8 +17,8 @@ from ops.bench.common import ROOT, SHARED_DATA, Bench, percentile
 from ops.bench.pipeline import drain_and_pace
 from processors.models import Email
 from processors.prefilter import prefilter
-from streams.commands.audit import read_records
-from streams.engine.retry import Incoming
+from streams.engine.kafka import read_records
+from streams.engine.records import Incoming
 from streams.settings import Settings
 from topics import catalog
 from topics.codec import HEADER_LEN, Codec
@@ -101,16 +101,12 @@ def router_cost(bench: Bench, records: list[Incoming]) -> dict[str, Any]:
     from streams.guard.faults import FaultInjector
     from streams.guard.gate import ModelGate
     from streams.models.local import LocalModels
-    from streams.stages.handlers import Stages
-    from streams.stages.ledger import TerminalLedger
+    from streams.stages.calls import ModelCalls
+    from streams.stages.triage import Triage
 
     settings = bench.base
-    stages = Stages(
-        models=LocalModels(settings.data_dir),
-        gate=ModelGate(budget=Budget(settings), faults=FaultInjector({})),
-        ledger=TerminalLedger(settings),
-        max_email_bytes=settings.max_email_bytes,
-    )
+    gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}))
+    stages = Triage(ModelCalls(LocalModels(settings.data_dir), gate), settings.max_email_bytes)
     repeat = max(1, 20_000 // max(1, len(records)))
     times: list[float] = []
     decisions: dict[str, int] = {}

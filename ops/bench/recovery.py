@@ -22,8 +22,8 @@ from ops.bench.common import (
     sample_emails,
     settle,
 )
-from streams.commands.audit import read_records
 from streams.commands.produce import produce_emails
+from streams.engine.kafka import read_records
 from topics import catalog
 
 

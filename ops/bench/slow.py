@@ -40,8 +40,8 @@ from ops.bench.common import (
     wait_for,
     worker_env,
 )
-from streams.commands.audit import read_records
 from streams.commands.produce import produce_emails
+from streams.engine.kafka import read_records
 from streams.settings import Settings
 from topics import catalog
 from topics.codec import InboundCodec

@@ -29,7 +29,7 @@ def create_topics(
     settings: Settings, specs: tuple[TopicSpec, ...] | None = None, timeout_s: float = 30.0
 ) -> CreateResult:
     """Create every catalog topic that does not exist yet. Safe to run any number of times."""
-    specs = specs or all_topics()
+    specs = specs or all_topics(settings.retry_tiers)
     admin = admin_client(settings)
     present = admin.list_topics(timeout=timeout_s).topics
     result = CreateResult()
@@ -95,7 +95,7 @@ def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[TopicInfo]:
     """Topics of this deployment (its prefix), with partition and record counts."""
     admin = admin_client(settings)
     metadata = admin.list_topics(timeout=timeout_s)
-    catalog = {settings.topic(t.name) for t in all_topics()}
+    catalog = {settings.topic(t.name) for t in all_topics(settings.retry_tiers)}
     prefix = settings.topic_prefix
     low = partition_offsets(
         admin, metadata, OffsetSpec.earliest(), timeout_s=timeout_s, prefix=prefix
@@ -132,7 +132,7 @@ def groups_not_ready(
             (f"{settings.app_id}.{spec.name}", spec.inputs),
             (
                 f"{settings.app_id}.{spec.name}.retry",
-                spec.retry_topics(len(settings.retry_delays_s)),
+                spec.retry_topics(settings.retry_tiers),
             ),
         ):
             parts: set[tuple[str, int]] = set()

@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from confluent_kafka import TopicPartition
-
-from streams.engine.kafka import reader
-from streams.engine.retry import Incoming
+from streams.engine.kafka import read_keys
 from streams.settings import Settings
 from topics import catalog
 from topics.codec import InboundCodec
@@ -40,50 +37,6 @@ class AuditReport:
         lines.append(f"in more than one terminal topic: {len(self.duplicated)}")
         lines += [f"  {mid}: {', '.join(t)}" for mid, t in list(self.duplicated.items())[:20]]
         return "\n".join(lines)
-
-
-def read_records(settings: Settings, topic: str) -> list[Incoming]:
-    """Every record now in ``topic`` (catalog name), up to the end offsets seen at start."""
-    consumer = reader(settings)
-    name = settings.topic(topic)
-    try:
-        metadata = consumer.list_topics(name, timeout=10)
-        topic_md = metadata.topics.get(name)
-        if topic_md is None or topic_md.error is not None:
-            return []
-        ends = {}
-        for p in topic_md.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return []
-        consumer.assign([TopicPartition(name, p, 0) for p in ends])
-        found = []
-        while ends:
-            for msg in consumer.consume(500, timeout=1.0):
-                if msg.error():
-                    continue
-                found.append(
-                    Incoming(
-                        msg.topic(),
-                        msg.partition(),
-                        msg.offset(),
-                        msg.key(),
-                        msg.value(),
-                        list(msg.headers() or ()),
-                        msg.timestamp()[1],
-                    )
-                )
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-        return found
-    finally:
-        consumer.close()
-
-
-def read_keys(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
-    return [(r.key, r.value, r.timestamp) for r in read_records(settings, topic)]
 
 
 def inbound_ids(settings: Settings) -> list[str]:

@@ -41,7 +41,7 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 
 def default_kafka_dir() -> Path:
     """``ops/kafka`` of the checkout this package was installed from (editable install)."""
-    return Path(__file__).resolve().parent.parent / "ops" / "kafka"
+    return Path(__file__).resolve().parents[2] / "ops" / "kafka"
 
 
 @dataclass(frozen=True)

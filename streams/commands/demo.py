@@ -19,9 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streams.commands.admin import admin_client, create_topics, groups_not_ready
-from streams.commands.audit import read_keys, run_audit
+from streams.commands.audit import run_audit
 from streams.commands.broker import EmbeddedBroker
 from streams.commands.produce import produce_emails
+from streams.engine.kafka import read_keys
 from streams.settings import Settings
 from streams.telemetry.tracing import setup_tracing, shutdown_tracing
 from topics import catalog
@@ -173,7 +174,7 @@ def failures(settings: Settings, ids: set[str]) -> list[str]:
     retries: Counter[str] = Counter()
     dead: Counter[str] = Counter()
     for spec in catalog.STAGES:
-        for topic in (*spec.retry_topics(len(settings.retry_delays_s)), spec.dlq_topic):
+        for topic in (*spec.retry_topics(settings.retry_tiers), spec.dlq_topic):
             for key, _, _ in read_keys(settings, topic):
                 if (key or b"").decode(errors="replace") in ids:
                     (dead if topic == spec.dlq_topic else retries)[topic] += 1

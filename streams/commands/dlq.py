@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from streams.commands.audit import read_records
+from streams.engine.kafka import read_records
 from streams.settings import Settings
 from topics import catalog
 from topics import headers as h

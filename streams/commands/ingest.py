@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from topics.errors import MailroomError
+from streams.errors import IngestError
 
 #: Headers the prefilter reads; the rest stay out of the pipeline.
 KEPT_HEADERS = (
@@ -33,10 +33,6 @@ KEPT_HEADERS = (
     "Content-Type",
     "Reply-To",
 )
-
-
-class IngestError(MailroomError):
-    """A file could not be read as emails."""
 
 
 class _Text(HTMLParser):

@@ -15,20 +15,16 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from confluent_kafka import TopicPartition
 
 from streams.engine.kafka import durable_producer, reader
+from streams.errors import ReplayError
 from streams.settings import Settings
 from topics import headers as h
-from topics.errors import MailroomError
 
 DROPPED_ON_REPLAY = h.FAILURE_HEADERS | {h.RETRY_ATTEMPT, h.FIRST_FAILED_AT}
-
-
-class ReplayError(MailroomError):
-    """The replay was asked for something it cannot do."""
 
 
 @dataclass
@@ -67,7 +63,7 @@ def parse_time(text: str) -> int:
     except ValueError as exc:
         raise ReplayError(f"{text!r} is neither epoch millis nor an ISO-8601 time") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.now().astimezone().tzinfo)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
 

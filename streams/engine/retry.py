@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
 
-from streams.telemetry.logs import redact as redact_pii
+from streams.engine.records import Incoming, Output
+from streams.telemetry.logs import one_line, redact
 from topics import headers as h
 from topics.catalog import StageSpec
 from topics.errors import MailroomError
@@ -23,41 +23,8 @@ MAX_ERROR_MESSAGE = 500
 MAX_STACKTRACE = 4000
 
 
-@dataclass(frozen=True)
-class Output:
-    """One record a stage wants written: catalog topic name (no prefix), value, key."""
-
-    topic: str
-    value: bytes | None  # None: a tombstone (compacted changelogs)
-    key: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A record as a stage sees it. For a retried record, ``topic``/``partition``/
-    ``offset``/``timestamp`` are those of the original input, not of the retry topic."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp: int
-
-    @property
-    def attempt(self) -> int:
-        return int(h.get(self.headers, h.RETRY_ATTEMPT) or 0)
-
-
 def is_retriable(exc: BaseException) -> bool:
     return exc.retriable if isinstance(exc, MailroomError) else True
-
-
-def redact(text: str) -> str:
-    """Error messages travel in headers: short, one line, no addresses, cards or phones."""
-    return redact_pii(text.replace("\n", " "))[:MAX_ERROR_MESSAGE]
 
 
 def route_failure(
@@ -73,8 +40,8 @@ def route_failure(
         h.ORIGIN_TIMESTAMP: str(incoming.timestamp),
         h.ERROR_STAGE: spec.name,
         h.ERROR_CLASS: error_class,
-        h.ERROR_MESSAGE: redact(str(exc)),
-        h.ERROR_STACKTRACE: redact_pii("".join(traceback.format_exception(exc)))[-MAX_STACKTRACE:],
+        h.ERROR_MESSAGE: one_line(str(exc), MAX_ERROR_MESSAGE),
+        h.ERROR_STACKTRACE: redact("".join(traceback.format_exception(exc)))[-MAX_STACKTRACE:],
         h.FIRST_FAILED_AT: h.get(incoming.headers, h.FIRST_FAILED_AT) or str(now),
     }
     if is_retriable(exc) and attempt < len(delays_s):

@@ -1,18 +1,16 @@
-"""The per-message wrapper and the stage loop, on aiokafka.
+"""The stage loop on aiokafka: poll, hand each record to the wrapper, write, commit.
 
-Why not Faust agents (DESIGN §4 asks for them): Faust acks a message whose agent raised,
-commits past a record it could not decode, and only turns on producer idempotence inside
-transactions, whose exactly-once mode has open duplicate and crash bugs. Each of those
-loses or duplicates email. This loop gives the guarantees DESIGN §4-§6 ask for directly:
+Why not Faust agents (the design card names them): Faust acks a message whose agent
+raised, commits past a record it could not decode, and only turns on producer idempotence
+inside transactions. This loop gives DESIGN §4-§6 directly:
 
 - raw bytes in; the stage decodes them itself, so a record that cannot be decoded is
-  dead-lettered with the reason instead of being skipped;
-- every failure is caught per message and routed: a retriable one to the next retry tier
-  (``streams.engine.retry``), a permanent one or the last try's to the dead-letter topic;
+  dead-lettered with the reason instead of being skipped (``streams.engine.wrapper``);
 - retry tiers are consumed by a second runner per stage that waits for each record's due
   time by pausing only that partition, so the main input keeps flowing;
 - outputs go through one idempotent producer with acks=all, and a partition's offset is
-  committed only after every output of the records before it is acknowledged by Kafka.
+  committed only after every output of the records before it is acknowledged by Kafka
+  (``streams.engine.inflight``).
 """
 
 from __future__ import annotations
@@ -21,9 +19,7 @@ import asyncio
 import heapq
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -35,37 +31,24 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import CommitFailedError
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from streams.engine.retry import Incoming, Output, from_retry, route_failure
+from streams.engine.inflight import InFlight
+from streams.engine.kafka import stage_consumer
+from streams.engine.records import Handler, Incoming, Output, Rebalance
+from streams.engine.retry import from_retry
+from streams.engine.wrapper import Wrapper
 from streams.settings import Settings
 from streams.telemetry import metrics
-from streams.telemetry.logs import redact
-from streams.telemetry.tracing import extract, inject, messaging_attributes, producer_span, tracer
+from streams.telemetry.sensor import StageSensor
 from topics import headers as h
 from topics.catalog import StageSpec
 
 log = logging.getLogger("mailroom.stage")
 
-__all__ = ["Handler", "Incoming", "Output", "StageRunner", "decision", "now_ms"]
-
-
-Handler = Callable[[Incoming], Awaitable[list[Output]]]
-Rebalance = Callable[[set[TopicPartition]], Awaitable[None]]
-
-
-def durable_async_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        **settings.aiokafka_config(),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        client_id=f"{settings.app_id}-worker",
-    )
-
 
 class StageRunner:
-    """Consume a stage's inputs, call its handler per message, write outputs, commit."""
+    """Consume a stage's inputs (or its retry tiers), call its handler per message
+    through the wrapper, write the outputs, commit."""
 
     def __init__(
         self,
@@ -78,118 +61,23 @@ class StageRunner:
         limit: asyncio.Semaphore | None = None,
     ) -> None:
         self.spec = spec
-        self.handler = handler
         self.settings = settings
         self.producer = producer
         self.retries = retries
         suffix = ".retry" if retries else ""
         self.group = f"{settings.app_id}.{spec.name}{suffix}"
-        self.inputs = spec.retry_topics(len(settings.retry_delays_s)) if retries else spec.inputs
+        self.inputs = spec.retry_topics(settings.retry_tiers) if retries else spec.inputs
+        self.process = Wrapper(
+            spec,
+            handler,
+            settings.retry_delays_s,
+            StageSensor(spec.name, self.group, settings.topic),
+        )
         self.processed = 0
-        self.failed = 0
         self.stalled = False
         self.consumer: AIOKafkaConsumer | None = None
         # Shared by a stage's main and retry runners: the stage has this many in hand.
         self.limit = limit if limit is not None else stage_limit(settings)
-
-    async def process(self, incoming: Incoming) -> list[Output]:
-        """The wrapper: one CONSUMER span, parented to the record's trace context; every
-        exception becomes a retry or a dead letter; nothing escapes."""
-        message_id = h.get(incoming.headers, h.MESSAGE_ID) or (incoming.key or b"").decode(
-            "utf-8", errors="replace"
-        )
-        attributes = {
-            **messaging_attributes(
-                operation="process",
-                topic=incoming.topic,
-                partition=incoming.partition,
-                offset=incoming.offset,
-                key=incoming.key,
-                group=self.group,
-            ),
-            "mailroom.stage": self.spec.name,
-            "mailroom.message_id": message_id,
-            "mailroom.retry.attempt": incoming.attempt,
-        }
-        began = time.perf_counter()
-        with tracer().start_as_current_span(
-            f"process {incoming.topic}",
-            context=extract(incoming.headers),
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        ) as span:
-            try:
-                outputs = await self.handler(incoming)
-                outcome = "ok"
-            except Exception as exc:
-                self.failed += 1
-                message = redact(f"{type(exc).__name__}: {exc}")[:200]
-                span.set_status(Status(StatusCode.ERROR, message))
-                span.add_event(
-                    "exception",
-                    {"exception.type": type(exc).__name__, "exception.message": message},
-                )
-                failure = route_failure(self.spec, incoming, exc, self.settings.retry_delays_s)
-                if failure.topic.endswith(".dlq"):
-                    outcome = "dead_letter"
-                    metrics.DEAD_LETTERS.labels(
-                        self.spec.name, h.get(failure.headers, h.ERROR_CLASS)
-                    ).inc()
-                else:
-                    outcome = "retry"
-                    metrics.RETRIES.labels(
-                        self.spec.name, h.get(failure.headers, h.RETRY_ATTEMPT)
-                    ).inc()
-                log.warning(
-                    "stage %s failed on %s[%d]@%d (attempt %d) -> %s",
-                    self.spec.name,
-                    incoming.topic,
-                    incoming.partition,
-                    incoming.offset,
-                    incoming.attempt,
-                    failure.topic,
-                    extra={
-                        "event": "failure",
-                        "stage": self.spec.name,
-                        "message_id": message_id,
-                        "outcome": outcome,
-                        "decision": failure.topic,
-                        "error_type": type(exc).__name__,
-                        "error": message,
-                        "traceback": redact("".join(traceback.format_exception(exc))),
-                    },
-                )
-                outputs = [failure]
-            decision = ",".join(o.topic for o in outputs)
-            span.set_attribute("mailroom.outcome", outcome)
-            span.set_attribute("mailroom.decision", decision)
-            metrics.PROCESSED.labels(self.spec.name, outcome).inc()
-            for o in outputs:
-                metrics.ROUTED.labels(self.spec.name, o.topic).inc()
-            log.info(
-                "%s -> %s",
-                self.spec.name,
-                decision,
-                extra={
-                    "event": "route",
-                    "stage": self.spec.name,
-                    "message_id": message_id,
-                    "outcome": outcome,
-                    "decision": decision,
-                    "latency_ms": round((time.perf_counter() - began) * 1000, 3),
-                    "input_size": len(incoming.value or b""),
-                },
-            )
-            return [self._traced(o) for o in outputs]
-
-    def _traced(self, output: Output) -> Output:
-        """A PRODUCER span for the output, its context injected into the output's headers."""
-        if output.value is None:  # tombstones carry no trace
-            return output
-        with producer_span(
-            self.settings.topic(output.topic), output.key, **{"mailroom.stage": self.spec.name}
-        ):
-            return replace(output, headers=inject(output.headers))
 
     async def send_durably(self, outputs: list[Output], stop: asyncio.Event) -> None:
         """Send until Kafka has every output. While it cannot (say the dead-letter topic
@@ -259,16 +147,14 @@ class StageRunner:
         handlers running at once (first tries and retries of the stage together).
         """
         topics = [self.settings.topic(t) for t in self.inputs]
-        consumer = AIOKafkaConsumer(
-            **self.settings.aiokafka_config(),
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id=f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
+        consumer = stage_consumer(
+            self.settings,
+            self.group,
+            f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
             max_poll_records=BATCH,
         )
         self.consumer = consumer
-        flight = _Flight()
+        flight = InFlight()
         # Held while records are taken in; a rebalance takes it, waits for every record in
         # hand and commits, so a partition changes hands with its offsets committed.
         busy = asyncio.Lock()
@@ -277,7 +163,7 @@ class StageRunner:
             await flight.drain()
             await self._commit(consumer, flight)
 
-        consumer.subscribe(topics, listener=_Listener(busy, settle, on_assign, on_revoke))
+        consumer.subscribe(topics, listener=Listener(busy, settle, on_assign, on_revoke))
         await consumer.start()
         room = max(2 * self.settings.stage_concurrency, 1)
         last_commit = time.monotonic()
@@ -304,7 +190,7 @@ class StageRunner:
         self,
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-        flight: _Flight,
+        flight: InFlight,
         stop: asyncio.Event,
     ) -> None:
         """Start a task for each record of the poll, oldest first across partitions."""
@@ -335,7 +221,7 @@ class StageRunner:
         if failed := await self.send_all(outputs):  # sent again, durably
             await self.send_durably([o for o, _ in failed], stop)
 
-    async def _commit(self, consumer: AIOKafkaConsumer, flight: _Flight) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, flight: InFlight) -> None:
         """Commit every assigned partition up to its first record not yet done."""
         assigned = consumer.assignment()
         offsets = {tp: o for tp, o in flight.take_committable().items() if tp in assigned}
@@ -421,78 +307,7 @@ async def fair_batch(
     return batches
 
 
-class _Flight:
-    """The records a runner has in hand: one task each, chained per key, and for every
-    partition the offsets not yet done, so commits never pass an unfinished record."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.tails: dict[object, asyncio.Task[None]] = {}
-        self.open: dict[TopicPartition, dict[int, bool]] = {}  # offset -> done, in order
-        self.committable = False
-
-    def start(
-        self, tp: TopicPartition, offset: int, key: object, work: Callable[[], Awaitable[None]]
-    ) -> None:
-        before = self.tails.get(key)
-        self.open.setdefault(tp, {})[offset] = False
-
-        async def in_turn() -> None:
-            if before is not None:
-                await asyncio.wait({before})  # the same email's earlier record first
-            await work()
-
-        task = asyncio.create_task(in_turn())
-        self.tasks.add(task)
-        self.tails[key] = task
-
-        def done(t: asyncio.Task[None]) -> None:
-            self.tasks.discard(t)
-            if self.tails.get(key) is t:
-                del self.tails[key]
-            if t.cancelled():
-                return  # stopping: not done, so not committed
-            if t.exception() is not None:
-                log.error("stage task failed: %r; its offset is not committed", t.exception())
-                return
-            offsets = self.open.get(tp)
-            if offsets is not None and offset in offsets:
-                offsets[offset] = True
-                self.committable = True
-
-        task.add_done_callback(done)
-
-    def take_committable(self) -> dict[TopicPartition, int]:
-        """Per partition, the offset after its leading run of done records; forgets them."""
-        self.committable = False
-        out: dict[TopicPartition, int] = {}
-        for tp, offsets in list(self.open.items()):
-            while offsets:
-                first = next(iter(offsets))
-                if not offsets[first]:
-                    break
-                del offsets[first]
-                out[tp] = first + 1
-            if not offsets:
-                del self.open[tp]
-        return out
-
-    async def wait_any(self, within_s: float) -> None:
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=within_s, return_when="FIRST_COMPLETED")
-
-    async def drain(self) -> None:
-        while self.tasks:
-            await asyncio.wait(set(self.tasks))
-
-    async def cancel(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(set(self.tasks))
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before partitions are revoked: every record in hand finished and committed. While
     the stage's own callbacks run (the join reloading its waiting halves), no record is
     taken in: aiokafka sets the new assignment and starts fetching before it calls
@@ -521,49 +336,3 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.on_assign is not None:
             async with self.busy:
                 await self.on_assign(assigned)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def decision(
-    stage: str, model: str, outcome: str, began: float, detail: str = ""
-) -> dict[str, Any]:
-    """One entry of a ticket's decision path."""
-    return {
-        "stage": stage,
-        "model": model,
-        "outcome": outcome,
-        "latency_ms": round((time.perf_counter() - began) * 1000, 3),
-        "detail": detail[:300],
-        "at": now_ms(),
-    }
-
-
-async def read_to_end(
-    settings: Settings, topic: str, numbers: set[int]
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record now in partitions ``numbers`` of ``topic`` (catalog name), in order."""
-    name = settings.topic(topic)
-    parts = [TopicPartition(name, n) for n in sorted(numbers)]
-    if not parts:
-        return []
-    consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False)
-    await consumer.start()
-    found: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        todo = {tp for tp in parts if ends[tp] > 0}
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=500)
-            for records in batch.values():
-                found.extend(records)
-            for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-    finally:
-        await consumer.stop()
-    return found

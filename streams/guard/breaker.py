@@ -1,13 +1,16 @@
-"""A circuit breaker per model, asyncio-native: closed -> open -> half-open -> closed.
+"""A circuit breaker per model (keyed by what it protects: the model, later each backend
+of a stage's chain), asyncio-native: closed -> open -> half-open -> closed.
 
-Opens when, among the last ``window`` calls, at least ``threshold`` failed and they are at
-least ``failure_rate`` of them, the share taken over no fewer than ``min_calls`` calls (as
-resilience4j's count-based window with its minimum number of calls): a model that is down
-opens it after 5 calls (0.5 x 10), while one that fails now and then (12% transient errors)
-keeps it closed, also just after a start, when three unlucky calls of the first five would
-otherwise be a majority. Stays open for ``cooldown_s``, then lets one trial call through
-(half-open): its success closes the breaker, its failure opens it again. Every transition
-is logged and reported to ``on_transition`` (metrics hook).
+Its ``BreakerPolicy`` (``streams.settings``, one object, set from ``MAILROOM_BREAKER_*``)
+says when: it opens when, among the last ``window`` calls, at least ``threshold`` failed
+and they are at least ``failure_rate`` of them, the share taken over no fewer than
+``min_calls`` calls (as resilience4j's count-based window with its minimum number of
+calls): a model that is down opens it after 5 calls (0.5 x 10), while one that fails now
+and then (12% transient errors) keeps it closed, also just after a start, when three
+unlucky calls of the first five would otherwise be a majority. It stays open for
+``cooldown_s``, then lets one trial call through (half-open): its success closes the
+breaker, its failure opens it again. Every transition is logged and reported to
+``on_transition`` (metrics hook).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
+
+from streams.settings import BREAKER, BreakerPolicy
 
 log = logging.getLogger("mailroom.breaker")
 
@@ -32,24 +37,17 @@ class CircuitBreaker:
     def __init__(
         self,
         name: str,
+        policy: BreakerPolicy = BREAKER,
         *,
-        threshold: int = 3,
-        cooldown_s: float = 300.0,
-        failure_rate: float = 0.5,
-        window: int = 20,
-        min_calls: int = 10,
         clock: Callable[[], float] = time.monotonic,
         on_transition: Callable[[str, State, State], None] | None = None,
     ) -> None:
         self.name = name
-        self.threshold = threshold
-        self.cooldown_s = cooldown_s
+        self.policy = policy
         self.clock = clock
         self.on_transition = on_transition
         self.state = State.CLOSED
-        self.failure_rate = failure_rate
-        self.min_calls = min_calls
-        self.calls: deque[bool] = deque(maxlen=max(window, threshold))  # True: it failed
+        self.calls: deque[bool] = deque(maxlen=max(policy.window, policy.threshold))  # True: failed
         self.opened_at = 0.0
         self.transitions: list[tuple[State, State]] = []
         self._trial = asyncio.Lock()
@@ -63,7 +61,7 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go through now? Moves open -> half-open when the cooldown is over."""
-        if self.state is State.OPEN and self.clock() - self.opened_at >= self.cooldown_s:
+        if self.state is State.OPEN and self.clock() - self.opened_at >= self.policy.cooldown_s:
             self._move(State.HALF_OPEN)
         if self.state is State.CLOSED:
             return True
@@ -85,8 +83,8 @@ class CircuitBreaker:
         failures = self.failures
         if self.state is State.HALF_OPEN or (
             self.state is State.CLOSED
-            and failures >= self.threshold
-            and failures >= self.failure_rate * max(len(self.calls), self.min_calls)
+            and failures >= self.policy.threshold
+            and failures >= self.policy.failure_rate * max(len(self.calls), self.policy.min_calls)
         ):
             self.opened_at = self.clock()
             self.calls.clear()

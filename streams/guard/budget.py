@@ -19,17 +19,11 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.errors import Unavailable
+from streams.errors import BudgetExceededError
 from streams.settings import Settings
 from topics import catalog
 
 log = logging.getLogger("mailroom.budget")
-
-
-class BudgetExceeded(Unavailable):
-    """A paid call would pass the per-email or per-day cap."""
-
-    retriable = False
 
 
 def today(now: dt.datetime | None = None) -> str:
@@ -52,18 +46,18 @@ class Budget:
         return self.spent_by_others + self.spent_here
 
     def check(self, stage: str, email_cost: float) -> float:
-        """The cost of the call, or BudgetExceeded if it would pass a cap."""
+        """The cost of the call, or BudgetExceededError if it would pass a cap."""
         cost = self.cost_of(stage)
         if cost <= 0:
             return 0.0
         self._roll_day()
         if email_cost + cost > self.settings.budget_per_email:
-            raise BudgetExceeded(
+            raise BudgetExceededError(
                 f"{stage} would bring this email to {email_cost + cost:.4f}, over the "
                 f"per-email cap {self.settings.budget_per_email:.4f}"
             )
         if self.spent_today + cost > self.settings.budget_per_day:
-            raise BudgetExceeded(
+            raise BudgetExceededError(
                 f"{stage} would bring today's spend to {self.spent_today + cost:.4f}, over the "
                 f"daily cap {self.settings.budget_per_day:.4f}"
             )

@@ -19,11 +19,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from processors.errors import Unavailable
-
-
-class InjectedFault(Unavailable):
-    """A failure injected on purpose by MAILROOM_FAULTS."""
+from streams.errors import InjectedFault
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 
 ::
 
-    budget over a cap   -> fallback model if the stage has one, else BudgetExceeded
-    breaker open        -> fallback model if the stage has one, else ModelUnavailable
-    call fails          -> breaker counts it; the error goes on to the retry tiers
+    budget over a cap   -> the stage's fallback model if it may use one, else BudgetExceededError
+    breaker open        -> the stage's fallback model if it may use one, else BreakerOpenError
+    call fails          -> the breaker counts it; the error goes on to the retry tiers
+
+Each model has its own breaker, keyed by the model's name; a stage names its fallback
+(``Fallback``) where it calls, and ``MAILROOM_FALLBACKS`` says which stages may use theirs.
 """
 
 from __future__ import annotations
@@ -13,33 +16,35 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
-from processors.errors import Unavailable
+from streams.errors import BreakerOpenError, BudgetExceededError
 from streams.guard.breaker import CircuitBreaker, State
-from streams.guard.budget import Budget, BudgetExceeded
+from streams.guard.budget import Budget
 from streams.guard.faults import FaultInjector
+from streams.settings import BREAKER, BreakerPolicy
 from streams.telemetry import metrics
-from streams.telemetry.logs import redact
+from streams.telemetry.logs import error_summary
 from streams.telemetry.tracing import tracer
 
 log = logging.getLogger("mailroom.guard")
 T = TypeVar("T")
 
 
-class ModelUnavailable(Unavailable):
-    """The model's breaker is open and the stage has no fallback: escalate, do not retry."""
+class Fallback(NamedTuple, Generic[T]):
+    """A free local model a stage uses while its own is refused."""
 
-    retriable = False
+    model: str
+    fn: Callable[[], T]
 
 
 @dataclass
-class Call:
+class Call(Generic[T]):
     """What a guarded call produced: the result, the model that made it, its cost event."""
 
-    result: Any
+    result: T
     model: str
     cost: float
     spend_event: tuple[str, bytes, bytes] | None = None
@@ -49,27 +54,18 @@ class Call:
 class ModelGate:
     budget: Budget
     faults: FaultInjector
-    threshold: int = 3
-    cooldown_s: float = 300.0
-    failure_rate: float = 0.5
-    window: int = 20
-    min_calls: int = 10
-    fallbacks: dict[str, str] = field(default_factory=dict)
+    policy: BreakerPolicy = BREAKER
+    fallbacks: frozenset[str] = frozenset()  # stages that may use their fallback
     on_transition: Callable[[str, State, State], None] | None = None
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
-    def breaker(self, stage: str) -> CircuitBreaker:
-        if stage not in self.breakers:
-            self.breakers[stage] = CircuitBreaker(
-                stage,
-                threshold=self.threshold,
-                cooldown_s=self.cooldown_s,
-                failure_rate=self.failure_rate,
-                window=self.window,
-                min_calls=self.min_calls,
-                on_transition=self.on_transition,
+    def breaker(self, model: str) -> CircuitBreaker:
+        """The breaker of ``model``, made on first use."""
+        if model not in self.breakers:
+            self.breakers[model] = CircuitBreaker(
+                model, self.policy, on_transition=self.on_transition
             )
-        return self.breakers[stage]
+        return self.breakers[model]
 
     async def call(
         self,
@@ -79,21 +75,21 @@ class ModelGate:
         *,
         message_id: str,
         email_cost: float,
-        fallback: Callable[[], T] | None = None,
-    ) -> Call:
-        fallback = fallback if stage in self.fallbacks else None
+        fallback: Fallback[T] | None = None,
+    ) -> Call[T]:
+        usable = fallback if stage in self.fallbacks else None
         try:
             cost = self.budget.check(stage, email_cost)
-        except BudgetExceeded:
-            if fallback is None:
+        except BudgetExceededError:
+            if usable is None:
                 raise
-            return self._fallback(stage, fallback, "budget_exceeded")
-        breaker = self.breaker(stage)
+            return self._fallback(stage, usable, "budget_exceeded")
+        breaker = self.breaker(model)
         if not breaker.allow():
-            if fallback is not None:
-                return self._fallback(stage, fallback, "breaker_open")
+            if usable is not None:
+                return self._fallback(stage, usable, "breaker_open")
             metrics.MODEL_CALLS.labels(stage, model, "unavailable").inc()
-            raise ModelUnavailable(f"{stage} model {model} is unavailable (breaker open)")
+            raise BreakerOpenError(f"{stage} model {model} is unavailable (breaker open)")
         trial = breaker.state is State.HALF_OPEN
         if trial:
             await breaker.trial.acquire()
@@ -110,7 +106,7 @@ class ModelGate:
                 result = fn()
             except Exception as exc:  # any failure of the model counts against its breaker
                 breaker.failure()
-                message = redact(f"{type(exc).__name__}: {exc}")[:200]
+                message = error_summary(exc)
                 span.set_status(Status(StatusCode.ERROR, message))
                 self._observe(stage, model, began, "error", message_id, type(exc).__name__)
                 raise
@@ -152,8 +148,8 @@ class ModelGate:
             },
         )
 
-    def _fallback(self, stage: str, fallback: Callable[[], T], why: str) -> Call:
-        model = self.fallbacks[stage]
+    def _fallback(self, stage: str, fallback: Fallback[T], why: str) -> Call[T]:
+        model = fallback.model
         attributes = {
             "mailroom.stage": stage,
             "mailroom.model": model,
@@ -161,7 +157,7 @@ class ModelGate:
         }
         began = time.perf_counter()
         with tracer().start_as_current_span(f"model {stage}", attributes=attributes):
-            result = fallback()
+            result = fallback.fn()
         metrics.MODEL_CALLS.labels(stage, model, f"fallback_{why}").inc()
         log.info(
             "model call %s %s: fallback (%s)",

@@ -13,22 +13,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from aiokafka import TopicPartition
 
-from streams.engine.retry import Incoming, Output
-from streams.engine.runner import StageRunner, decision, read_to_end
+from streams.engine.kafka import read_to_end
+from streams.engine.records import Incoming, Output
 from streams.settings import Settings
-from streams.stages.handlers import TICKET, out
+from streams.stages.ticket import TICKET, Ticket, decision, decode, out
 from topics import catalog
 from topics import headers as h
 
 log = logging.getLogger("mailroom.join")
+Send = Callable[[list[Output], asyncio.Event], Awaitable[None]]  # see stages.registry
 
 
-def merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(first)
+def merge(first: Ticket, second: Ticket) -> Ticket:
+    """One ticket from the two halves: each half's result, both halves' calls and costs,
+    the decision paths merged in time order (a decision both carry counted once)."""
+    merged = first.copy()
     merged["classification"] = first["classification"] or second["classification"]
     merged["urgency"] = first["urgency"] or second["urgency"]
     merged["escalation_reason"] = first["escalation_reason"] or second["escalation_reason"]
@@ -44,7 +48,7 @@ def merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 class Waiting(NamedTuple):
     """A half waiting for its twin."""
 
-    ticket: dict[str, Any]
+    ticket: Ticket
     since: float  # monotonic time it started waiting
     partition: int
     half: str  # "classified" or "scored"; "unknown" if restored from an older changelog
@@ -55,13 +59,12 @@ class TriageJoin:
         self.settings = settings
         self.timeout_s = timeout_s
         self.pending: dict[str, Waiting] = {}  # by message id
-        self.runner: StageRunner | None = None
         self.timed_out: dict[str, float] = {}  # escalated on timeout: a late half is dropped
         self.settled: dict[str, float] = {}  # joined or expired here, recently
 
     async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
-        ticket = TICKET.decode(record.value)
+        ticket = decode(record.value)
         mid = ticket["message_id"]
         key = mid.encode()
         if mid in self.timed_out:
@@ -111,9 +114,7 @@ class TriageJoin:
                 state.pop(mid, None)
             else:
                 half = h.get(list(rec.headers or ()), h.JOIN_HALF) or "unknown"
-                state[mid] = Waiting(
-                    TICKET.decode(rec.value), time.monotonic(), rec.partition, half
-                )
+                state[mid] = Waiting(decode(rec.value), time.monotonic(), rec.partition, half)
         restored = 0
         for mid, entry in state.items():
             if mid in self.pending or mid in self.settled or mid in settled_before:
@@ -129,13 +130,13 @@ class TriageJoin:
         for mid in [m for m, w in self.pending.items() if w.partition in numbers]:
             del self.pending[mid]
 
-    async def expire(self, stop: asyncio.Event) -> None:
-        """Escalate halves that waited longer than the timeout."""
+    async def expire(self, send: Send, stop: asyncio.Event) -> None:
+        """Escalate halves that waited longer than the timeout, written with ``send``."""
         while not stop.is_set():
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
             outputs = self.take_expired(time.monotonic())
-            if outputs and self.runner is not None:
-                await self.runner.send_durably(outputs, stop)
+            if outputs:
+                await send(outputs, stop)
 
     def take_expired(self, now: float) -> list[Output]:
         """Remove every half waiting since before the timeout; their escalations.
@@ -151,9 +152,10 @@ class TriageJoin:
             began = time.perf_counter()
             missing = "urgency" if ticket["urgency"] is None else "classification"
             ticket["escalation_reason"] = "join_timeout"
-            ticket["escalation_detail"] = f"no {missing} result after {self.timeout_s:.0f}s"
+            detail = f"no {missing} result after {self.timeout_s:.0f}s"
+            ticket["escalation_detail"] = detail
             ticket["decisions"].append(
-                decision("join", "triage-join", "join_timeout", began, ticket["escalation_detail"])
+                decision("join", "triage-join", "join_timeout", began, detail)
             )
             key = mid.encode()
             outputs += [

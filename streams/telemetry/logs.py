@@ -84,6 +84,16 @@ FIELDS = (
 )
 
 
+def one_line(text: str, limit: int) -> str:
+    """Redacted, on one line, at most ``limit`` characters: for headers and span status."""
+    return redact(text.replace("\n", " "))[:limit]
+
+
+def error_summary(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception, redacted, on one line."""
+    return one_line(f"{type(exc).__name__}: {exc}", limit)
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, *, payloads: bool = False) -> None:
         super().__init__()
@@ -157,7 +167,8 @@ CONNECTION_FAILED = re.compile(
     r"Connect call failed|Connection refused|Connect to .* failed|Unable connect|"
     r"KafkaConnectionError|NodeNotReadyError|Connection at .* (?:broken|closed)|"
     r"[Aa]ll brokers are down|Broker transport failure|Unable to update metadata|"
-    r"Failed fetch messages|Group Coordinator Request failed|Marking the coordinator dead|"
+    r"Failed fetch messages|Group Coordinator Request failed: (?:NodeNotReady|KafkaConnection)|"
+    r"Marking the coordinator dead|is either not started or not valid|"
     r"Heartbeat (?:send request failed|session expired|failed: )|Error sending \w+Request|"
     r"RequestTimedOutError|Connection reset|No route to host|Got error produce response"
 )
@@ -207,8 +218,11 @@ class Outages(logging.Filter):
         over: _Down | None = None
         keep = True
         with self._lock:
-            if self.down is not None and RECOVERED.search(message):
-                over = self._over(now)
+            if RECOVERED.search(message):
+                if self.down is not None:
+                    over = self._over(now)
+                elif now - self.back_at < self.settle_s:
+                    keep = False  # every group finds its coordinator again: said once
             if record.levelno >= logging.WARNING and CONNECTION_FAILED.search(message):
                 if self.down is not None:
                     self.down.failures += 1

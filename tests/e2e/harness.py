@@ -92,7 +92,7 @@ def drained(settings: Settings) -> bool:
     for spec in catalog.STAGES:
         for group, topics in (
             (f"{settings.app_id}.{spec.name}", spec.inputs),
-            (f"{settings.app_id}.{spec.name}.retry", spec.retry_topics()),
+            (f"{settings.app_id}.{spec.name}.retry", spec.retry_topics(settings.retry_tiers)),
         ):
             names = [settings.topic(t) for t in topics]
             parts = [TopicPartition(n, p) for n in names for p in range(6)]

@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from streams.commands.audit import read_keys, read_records, run_audit
+from streams.commands.audit import run_audit
+from streams.engine.kafka import read_keys, read_records
 from streams.settings import Settings
 from tests.e2e.harness import Workers, cli, drained, settled
 from tests.kafka_helpers import wait_for
@@ -55,7 +56,7 @@ def test_500_emails_with_12_percent_faults_on_every_model_lose_nothing(
     assert report.duplicated == {}
     retried = 0
     for spec in (catalog.stage(m) for m in MODELS):
-        for tier, topic in enumerate(spec.retry_topics(), start=1):
+        for tier, topic in enumerate(spec.retry_topics(settings.retry_tiers), start=1):
             for record in read_records(settings, topic):
                 retried += 1
                 assert h.get(record.headers, h.RETRY_ATTEMPT) == str(tier)
@@ -78,7 +79,7 @@ def test_a_model_down_opens_its_breaker_and_it_closes_after_recovery(
     )
     assert cli(settings, "produce", str(batch(settings, 0, 20))).returncode == 0
     wait_for(lambda: settled(settings, 20), timeout_s=120, what="the first batch terminal")
-    assert "breaker urgency: closed -> open" in workers.logs()
+    assert "breaker vader-cues: closed -> open" in workers.logs()
     assert "model_unavailable" in read_reasons(settings).values()
     switch.unlink()  # the model is back
     # One email at a time until the breaker's trial call has closed it: open emails
@@ -88,7 +89,7 @@ def test_a_model_down_opens_its_breaker_and_it_closes_after_recovery(
 
     def closed() -> bool:
         nonlocal probes
-        if "breaker urgency: half_open -> closed" in workers.logs():
+        if "breaker vader-cues: half_open -> closed" in workers.logs():
             return True
         probes += 1
         n = 1000 + probes
@@ -99,7 +100,7 @@ def test_a_model_down_opens_its_breaker_and_it_closes_after_recovery(
         return False
 
     wait_for(closed, timeout_s=180, what="the breaker to close")
-    assert "breaker urgency: open -> half_open" in workers.logs()
+    assert "breaker vader-cues: open -> half_open" in workers.logs()
     second = batch(settings, 20, 20)
     assert cli(settings, "produce", str(second)).returncode == 0
     wait_for(

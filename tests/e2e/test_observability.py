@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.commands.audit import read_keys, run_audit
+from streams.commands.audit import run_audit
+from streams.engine.kafka import read_keys
 from streams.settings import Settings
 from tests.e2e.harness import Workers, cli, drained, settled
 from tests.kafka_helpers import free_port, wait_for

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.commands.audit import read_keys, run_audit
+from streams.commands.audit import run_audit
+from streams.engine.kafka import read_keys
 from streams.settings import Settings
 from tests.e2e.harness import Workers, cli, settled
 from tests.kafka_helpers import wait_for

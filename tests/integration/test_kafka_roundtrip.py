@@ -97,8 +97,8 @@ def test_produce_at_a_rate_spreads_the_emails_over_time(kafka: Settings) -> None
     """``mailroom produce --rate 40``: 41 emails take a second on the broker's clock,
     even though every delivery report wakes the producer's poll early."""
     from streams.commands.admin import create_topics
-    from streams.commands.audit import read_records
     from streams.commands.produce import produce_emails
+    from streams.engine.kafka import read_records
     from topics import catalog
 
     create_topics(kafka)

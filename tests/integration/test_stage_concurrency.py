@@ -8,14 +8,9 @@ import pytest
 from aiokafka import TopicPartition
 from confluent_kafka import Producer
 
-from streams.engine.retry import Incoming, Output
-from streams.engine.runner import (
-    COMMIT_EVERY_S,
-    Handler,
-    Rebalance,
-    StageRunner,
-    durable_async_producer,
-)
+from streams.engine.kafka import durable_async_producer
+from streams.engine.records import Handler, Incoming, Output, Rebalance
+from streams.engine.runner import COMMIT_EVERY_S, StageRunner
 from streams.settings import Settings
 from tests.kafka_helpers import consume_all, make_topics
 from topics.catalog import StageSpec
@@ -31,7 +26,7 @@ async def run_until(
     on_assign: Rebalance | None = None,
 ) -> None:
     """Run one stage with ``model`` until ``done`` is set (60 s at most), then stop it."""
-    out = durable_async_producer(settings)
+    out = durable_async_producer(settings, "test")
     await out.start()
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -64,7 +59,7 @@ async def run_stage(settings: Settings, expected: int) -> tuple[int, dict[str, l
             all_handled.set()
         return [Output("conc.out", record.value, record.key)]
 
-    spec = StageSpec("conc", "slow", ("conc.in",), ("conc.out",))
+    spec = StageSpec("conc", ("conc.in",), ("conc.out",))
     await run_until(settings, spec, slow_model, all_handled)
     return peak, order
 
@@ -110,7 +105,7 @@ def test_a_backlog_is_worked_through_on_every_partition_at_once(kafka: Settings)
             all_handled.set()
         return []
 
-    spec = StageSpec("backlog", "fast", ("backlog.in",), ("backlog.out",))
+    spec = StageSpec("backlog", ("backlog.in",), ("backlog.out",))
     asyncio.run(run_until(settings, spec, model, all_handled))
 
     first_poll = handled[:200]  # one poll's worth
@@ -147,8 +142,8 @@ def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it
         return await runner.consumer.committed(TopicPartition(topic, 0))
 
     async def run() -> int | None:
-        spec = StageSpec("slow", "slow", ("slow.in",), ("slow.out",))
-        out = durable_async_producer(settings)
+        spec = StageSpec("slow", ("slow.in",), ("slow.out",))
+        out = durable_async_producer(settings, "test")
         await out.start()
         stop = asyncio.Event()
         runner = StageRunner(spec, model, settings, out)
@@ -209,7 +204,7 @@ def test_no_record_is_handled_while_a_newly_assigned_partition_restores_its_stat
         await asyncio.sleep(1.5)  # reading a changelog back takes a while
         handled_while_restoring.append(len(handled))
 
-    spec = StageSpec("assign", "fast", ("assign.in",), ("assign.out",))
+    spec = StageSpec("assign", ("assign.in",), ("assign.out",))
     asyncio.run(run_until(settings, spec, model, all_handled, on_assign=restore))
 
     assert handled_while_restoring == [0]

@@ -24,13 +24,13 @@ pytestmark = pytest.mark.integration
 
 def test_topics_create_twice_is_a_no_op(kafka: Settings) -> None:
     first = create_topics(kafka)
-    assert len(first.created) == len(all_topics())
+    assert len(first.created) == len(all_topics(kafka.retry_tiers))
     assert first.existing == []
     second = create_topics(kafka)
     assert second.created == []
     assert sorted(second.existing) == sorted(first.created)
     listed = {t.name: t for t in list_topics(kafka)}
-    assert set(listed) == {kafka.topic(t.name) for t in all_topics()}
+    assert set(listed) == {kafka.topic(t.name) for t in all_topics(kafka.retry_tiers)}
     assert listed[kafka.topic("classify.dlq")].partitions == 6
 
 
@@ -53,9 +53,12 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def test_topics_cli_creates_then_reports_existing(kafka: Settings) -> None:
     first = run_cli(kafka, "topics", "create")
     assert first.returncode == 0, first.stderr
-    assert f"created {len(all_topics())} topics, 0 already existed" in first.stdout
+    count = len(all_topics(kafka.retry_tiers))
+    assert f"created {count} topics, 0 already existed" in first.stdout
     second = run_cli(kafka, "topics", "create")
-    assert f"created 0 topics, {len(all_topics())} already existed" in second.stdout
+    assert (
+        f"created 0 topics, {len(all_topics(kafka.retry_tiers))} already existed" in second.stdout
+    )
     listing = run_cli(kafka, "topics", "list")
     assert kafka.topic("escalate.retry.3") in listing.stdout
 
@@ -83,7 +86,7 @@ def test_broker_restart_keeps_topics_and_records(tmp_path: Path) -> None:
         broker.start()
         assert broker.status().running is True
         names = {t.name for t in list_topics(settings)}
-        assert names == {t.name for t in all_topics()}
+        assert names == {t.name for t in all_topics(settings.retry_tiers)}
         got = consume_all(settings, "emails.inbound", 20)
         assert sorted(m.value() for m in got) == sorted(f"record {n}".encode() for n in range(20))
     finally:

@@ -9,12 +9,14 @@ import pytest
 
 from processors.errors import Rejected, Unavailable
 from streams.commands.replay import replayed_headers
-from streams.engine.retry import Incoming, from_retry, route_failure
+from streams.engine.records import Incoming
+from streams.engine.retry import from_retry, route_failure
+from streams.errors import BreakerOpenError, BudgetExceededError, InjectedFault
 from streams.guard.breaker import CircuitBreaker, State
-from streams.guard.budget import Budget, BudgetExceeded
-from streams.guard.faults import FaultInjector, InjectedFault, parse_faults
-from streams.guard.gate import ModelGate, ModelUnavailable
-from streams.settings import Settings
+from streams.guard.budget import Budget
+from streams.guard.faults import FaultInjector, parse_faults
+from streams.guard.gate import Fallback, ModelGate
+from streams.settings import BreakerPolicy, Settings
 from topics import catalog
 from topics import headers as h
 from topics.errors import TruncatedBodyError
@@ -92,9 +94,8 @@ def test_a_model_that_is_down_opens_its_breaker_after_five_calls_and_a_good_tria
     clock = Clock()
     seen: list[tuple[str, str]] = []
     breaker = CircuitBreaker(
-        "urgency",
-        threshold=3,
-        cooldown_s=300,
+        "vader-cues",
+        BreakerPolicy(threshold=3, cooldown_s=300),
         clock=clock,
         on_transition=lambda _, a, b: seen.append((a.value, b.value)),
     )
@@ -115,7 +116,9 @@ def test_a_model_that_is_down_opens_its_breaker_after_five_calls_and_a_good_tria
 
 def test_a_failed_trial_opens_the_breaker_again() -> None:
     clock = Clock()
-    breaker = CircuitBreaker("x", threshold=1, min_calls=1, cooldown_s=10, clock=clock)
+    breaker = CircuitBreaker(
+        "x", BreakerPolicy(threshold=1, min_calls=1, cooldown_s=10), clock=clock
+    )
     breaker.failure()
     clock.now = 10.0
     assert breaker.allow()
@@ -126,7 +129,7 @@ def test_a_failed_trial_opens_the_breaker_again() -> None:
 
 def test_transient_errors_keep_the_breaker_closed() -> None:
     """12% errors, even three in a row, are noise the retry tiers absorb."""
-    breaker = CircuitBreaker("x", threshold=3, failure_rate=0.5, window=20)
+    breaker = CircuitBreaker("x", BreakerPolicy(threshold=3, failure_rate=0.5, window=20))
     for n in range(1000):
         breaker.failure() if n % 25 in (10, 11, 12) else breaker.success()
     assert breaker.state is State.CLOSED
@@ -134,7 +137,7 @@ def test_transient_errors_keep_the_breaker_closed() -> None:
 
 
 def test_three_unlucky_calls_right_after_a_start_keep_the_breaker_closed() -> None:
-    breaker = CircuitBreaker("x", threshold=3, failure_rate=0.5, window=20)
+    breaker = CircuitBreaker("x", BreakerPolicy(threshold=3, failure_rate=0.5, window=20))
     breaker.success()
     for _ in range(3):
         breaker.failure()  # 3 of the first 4 calls
@@ -142,7 +145,7 @@ def test_three_unlucky_calls_right_after_a_start_keep_the_breaker_closed() -> No
 
 
 def test_a_model_failing_most_calls_opens_the_breaker() -> None:
-    breaker = CircuitBreaker("x", threshold=3, failure_rate=0.5, window=20)
+    breaker = CircuitBreaker("x", BreakerPolicy(threshold=3, failure_rate=0.5, window=20))
     for _ in range(5):
         breaker.success()
     for _ in range(2):
@@ -214,11 +217,11 @@ def settings(**kw: object) -> Settings:
 def test_budget_caps_per_email_and_per_day() -> None:
     budget = Budget(settings(budget_per_email=0.015, budget_per_day=0.025))
     assert budget.check("generate", email_cost=0.0) == 0.01
-    with pytest.raises(BudgetExceeded, match="per-email cap"):
+    with pytest.raises(BudgetExceededError, match="per-email cap"):
         budget.check("generate", email_cost=0.006)
     budget.charge("generate", 0.01, "<a>")
     budget.spent_by_others = 0.01
-    with pytest.raises(BudgetExceeded, match="daily cap"):
+    with pytest.raises(BudgetExceededError, match="daily cap"):
         budget.check("generate", email_cost=0.0)
     assert budget.check("urgency", email_cost=1.0) == 0.0  # free calls are never capped
 
@@ -238,10 +241,8 @@ def gate(**kw: object) -> ModelGate:
     return ModelGate(
         budget=Budget(settings()),
         faults=FaultInjector({}),
-        threshold=2,
-        min_calls=2,
-        cooldown_s=60,
-        fallbacks={"generate": "plain"},
+        policy=BreakerPolicy(threshold=2, min_calls=2, cooldown_s=60),
+        fallbacks=frozenset({"generate"}),
         **kw,
     )  # type: ignore[arg-type]
 
@@ -252,16 +253,12 @@ def failing() -> str:
 
 async def test_an_open_breaker_uses_the_fallback_or_says_unavailable() -> None:
     g = gate()
-    for stage in ("generate", "urgency"):
+    plain = Fallback("plain", lambda: "fallback")
+    for stage, model in (("generate", "templates"), ("urgency", "vader")):
         for _ in range(2):
             with pytest.raises(Unavailable):
                 await g.call(
-                    stage,
-                    "m",
-                    failing,
-                    message_id="<a>",
-                    email_cost=0.0,
-                    fallback=lambda: "fallback",
+                    stage, model, failing, message_id="<a>", email_cost=0.0, fallback=plain
                 )
     call = await g.call(
         "generate",
@@ -269,10 +266,10 @@ async def test_an_open_breaker_uses_the_fallback_or_says_unavailable() -> None:
         lambda: "model",
         message_id="<a>",
         email_cost=0.0,
-        fallback=lambda: "fallback",
+        fallback=plain,
     )
     assert (call.result, call.model) == ("fallback", "plain")
-    with pytest.raises(ModelUnavailable, match="breaker open"):
+    with pytest.raises(BreakerOpenError, match="breaker open"):
         await g.call("urgency", "vader", lambda: "model", message_id="<a>", email_cost=0.0)
 
 
@@ -287,5 +284,33 @@ async def test_a_paid_call_returns_its_cost_event() -> None:
 
 async def test_over_budget_without_fallback_raises() -> None:
     g = ModelGate(budget=Budget(settings(budget_per_email=0.0005)), faults=FaultInjector({}))
-    with pytest.raises(BudgetExceeded):
+    with pytest.raises(BudgetExceededError):
         await g.call("classify", "tfidf", lambda: "x", message_id="<a>", email_cost=0.0)
+
+
+def test_replay_times_without_a_zone_are_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.commands.replay import parse_time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_time("2026-11-24T10:00:00") == 1_795_514_400_000
+        assert parse_time("2026-11-24T10:00:00Z") == 1_795_514_400_000
+        assert parse_time("2026-11-24T05:00:00-05:00") == 1_795_514_400_000
+        assert parse_time("1795514400000") == 1_795_514_400_000
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_errors_are_retried_exactly_when_the_tiers_should_retry_them() -> None:
+    from streams.errors import BrokerError, Refused, ReplayError
+
+    assert InjectedFault("x").retriable
+    assert Unavailable("x").retriable
+    for permanent in (Rejected, Refused, BudgetExceededError, BreakerOpenError, ReplayError):
+        assert not permanent("x").retriable, permanent
+    assert not BrokerError("x").retriable
+    assert BudgetExceededError("x").reason == "budget_exceeded"
+    assert BreakerOpenError("x").reason == "model_unavailable"
+    assert not issubclass(BudgetExceededError, Unavailable)  # a refusal, not an outage

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streams.engine.retry import Incoming, Output
+from streams.engine.records import Incoming, Output
 from streams.settings import Settings
-from streams.stages.handlers import TICKET
 from streams.stages.join import TriageJoin
+from streams.stages.ticket import TICKET
 from tests import samples
 from topics import catalog
 from topics import headers as h

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
 
-import avro.schema
 import pytest
-from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from topics.registry import TOP_LEVEL, SchemaVersion, load_definition, registry
-
-
-def parse(definition: dict[str, Any]) -> avro.schema.Schema:
-    return avro.schema.parse(json.dumps(definition))
-
-
-def compatible(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
-    result = ReaderWriterCompatibilityChecker().get_compatibility(parse(reader), parse(writer))
-    return bool(result.compatibility is SchemaCompatibilityType.compatible)
+from topics import registry as registry_module
+from topics.errors import IncompatibleSchemaError
+from topics.registry import TOP_LEVEL, SchemaVersion, compatible, load_definition, registry
 
 
 @pytest.mark.parametrize("name", TOP_LEVEL)
@@ -61,10 +51,28 @@ def test_fingerprint_matches_the_avro_reference_implementation() -> None:
         ],
     }
     ours = SchemaVersion.from_definition("Attachment", 1, definition)
-    assert ours.fingerprint == parse(definition).fingerprint("CRC-64-AVRO")
+    import avro.schema
+
+    reference = avro.schema.parse(json.dumps(definition))
+    assert ours.fingerprint == reference.fingerprint("CRC-64-AVRO")
 
 
 def test_every_fingerprint_names_one_schema() -> None:
     reg = registry()
     names = {v.name for v in reg.by_fingerprint.values()}
     assert names == set(TOP_LEVEL)
+
+
+def test_recording_a_breaking_change_is_refused(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m topics.registry`` will not record a schema that cannot read v1."""
+    history = registry_module.HISTORY_DIR
+    broken = copy.deepcopy(load_definition("Response"))
+    broken["fields"] = [f for f in broken["fields"] if f["name"] != "body"]
+    broken["fields"].append({"name": "required_new", "type": "string"})  # no default
+    monkeypatch.setattr(registry_module, "load_definition", lambda name: broken)
+    before = sorted(history.iterdir())
+    with pytest.raises(IncompatibleSchemaError, match="cannot read records written with v1"):
+        registry_module.snapshot()
+    assert sorted(history.iterdir()) == before

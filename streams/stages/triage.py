@@ -1,0 +1,117 @@
+"""Triage: the prefilter, the classifier, the urgency scorer, and the router."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from processors import classify as classify_p
+from processors import urgency as urgency_p
+from processors.models import Email
+from processors.prefilter import prefilter
+from streams.engine.records import Incoming, Output
+from streams.guard.gate import Fallback
+from streams.stages.calls import ModelCalls
+from streams.stages.ticket import FeedbackEmail, category_of, decision, decode, new_ticket, out
+from topics import catalog
+from topics.codec import InboundCodec
+
+KEYWORD_RULES = "keyword-rules"
+
+
+@dataclass
+class Triage:
+    calls: ModelCalls
+    max_email_bytes: int
+
+    def __post_init__(self) -> None:
+        self.inbound = InboundCodec(max_bytes=self.max_email_bytes)
+
+    async def prefilter(self, record: Incoming) -> list[Output]:
+        """Drop auto-replies, bounces and spam before any model is spent on them."""
+        began = time.perf_counter()
+        email: FeedbackEmail = self.inbound.decode_inbound(  # type: ignore[assignment]
+            record.value, key=record.key, timestamp_ms=record.timestamp
+        )
+        result = prefilter(
+            Email(
+                email["message_id"],
+                email["sender"],
+                email["subject"],
+                email["body_text"],
+                email["headers"],
+                email["body_html"],
+            )
+        )
+        ticket = new_ticket(email)
+        outcome = "accepted" if result.accepted else "ignored"
+        ticket["decisions"].append(
+            decision("prefilter", "prefilter-rules", outcome, began, result.reason)
+        )
+        return [out(catalog.ACCEPTED if result.accepted else catalog.IGNORED, ticket)]
+
+    async def classify(self, record: Incoming) -> list[Output]:
+        began = time.perf_counter()
+        ticket = decode(record.value)
+        subject, body = ticket["email"]["subject"], ticket["email"]["body_text"]
+        call = await self.calls.call(
+            "classify",
+            classify_p.MODEL_NAME,
+            ticket,
+            lambda: classify_p.classify(subject, body, model=self.calls.models.classifier),
+            fallback=Fallback(KEYWORD_RULES, lambda: classify_p.classify_keywords(subject, body)),
+            began=began,
+        )
+        if call is not None:
+            result = call.result
+            ticket["classification"] = {
+                "category": result.category,
+                "confidence": result.confidence,
+                "model": call.model,
+                "scores": result.scores,
+            }
+            detail = f"confidence {result.confidence:.3f}"
+            ticket["decisions"].append(
+                decision("classify", call.model, result.category, began, detail)
+            )
+        # Even unclassified, the ticket goes on: the join needs both halves.
+        return [out(catalog.CLASSIFIED, ticket), *self.calls.spend(call)]
+
+    async def urgency(self, record: Incoming) -> list[Output]:
+        began = time.perf_counter()
+        ticket = decode(record.value)
+        subject, body = ticket["email"]["subject"], ticket["email"]["body_text"]
+        call = await self.calls.call(
+            "urgency",
+            urgency_p.MODEL_NAME,
+            ticket,
+            lambda: urgency_p.score_urgency(subject, body, sentiment=self.calls.models.sentiment),
+            began=began,
+        )
+        if call is not None:
+            result = call.result
+            ticket["urgency"] = {
+                "level": result.level,
+                "sentiment": result.sentiment,
+                "cues": list(result.cues),
+                "model": call.model,
+            }
+            ticket["decisions"].append(
+                decision("urgency", call.model, result.level, began, ", ".join(result.cues))
+            )
+        return [out(catalog.SCORED, ticket), *self.calls.spend(call)]
+
+    async def route(self, record: Incoming) -> list[Output]:
+        """By urgency first (critical skips generation), then by category."""
+        began = time.perf_counter()
+        ticket = decode(record.value)
+        level = ticket["urgency"]["level"] if ticket["urgency"] else None
+        category = category_of(ticket)
+        if ticket["escalation_reason"]:
+            topic, detail = catalog.ESCALATE, f"escalate: {ticket['escalation_reason']}"
+        elif level == "critical":
+            topic, detail = catalog.ROUTE_CRITICAL, "urgency critical: skip generation"
+        else:
+            topic, detail = catalog.route_topic(category), f"category {category}"
+        ticket["decisions"].append(decision("route", "router", topic, began, detail))
+        return [out(topic, ticket)]

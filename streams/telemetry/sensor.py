@@ -1,0 +1,174 @@
+"""The telemetry of one stage, as hooks the per-message wrapper calls, one per event
+(Faust's sensors, FastStream's middlewares): traces, metrics and logs in one place, and
+none of it in the wrapper.
+
+::
+
+    message(incoming)        CONSUMER span "process <topic>", parented to the record's context
+    on_failure(...)          span status and event, retry/dead-letter metrics, a warning line
+    on_routed(...)           outcome and decision on the span, routing metrics, a debug line
+    on_send(output)          PRODUCER span "send <topic>"; its context goes into the headers
+
+Telemetry never breaks the data path: what it cannot do, it logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol, Self, TypeVar
+
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from streams.telemetry import metrics
+from streams.telemetry.logs import error_summary, redact
+from streams.telemetry.tracing import extract, inject, messaging_attributes, producer_span, tracer
+from topics import headers as h
+
+log = logging.getLogger("mailroom.stage")
+Headers = list[tuple[str, bytes]]
+
+
+class Received(Protocol):
+    """What the sensor reads of a record a stage took in (``engine.records.Incoming``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Headers: ...
+    @property
+    def attempt(self) -> int: ...
+
+
+class Sent(Protocol):
+    """What the sensor reads of a record a stage writes (``engine.records.Output``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Headers: ...
+    def with_headers(self, headers: Headers) -> Self: ...
+
+
+S = TypeVar("S", bound=Sent)
+
+
+class StageSensor:
+    """Spans, metrics and log lines of one stage's consumer group."""
+
+    def __init__(self, stage: str, group: str, topic: Callable[[str], str]) -> None:
+        self.stage = stage
+        self.group = group
+        self.topic = topic  # catalog name -> the deployment's topic name
+
+    @contextmanager
+    def message(self, incoming: Received, message_id: str) -> Iterator[Span]:
+        attributes = messaging_attributes(
+            operation="process",
+            topic=incoming.topic,
+            partition=incoming.partition,
+            offset=incoming.offset,
+            key=incoming.key,
+            group=self.group,
+        )
+        attributes["mailroom.stage"] = self.stage
+        attributes["mailroom.message_id"] = message_id
+        attributes["mailroom.retry.attempt"] = incoming.attempt
+        with tracer().start_as_current_span(
+            f"process {incoming.topic}",
+            context=extract(incoming.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            yield span
+
+    def on_failure(
+        self,
+        span: Span,
+        incoming: Received,
+        message_id: str,
+        exc: BaseException,
+        failure: Sent,
+        outcome: str,
+    ) -> None:
+        message = error_summary(exc)
+        span.set_status(Status(StatusCode.ERROR, message))
+        span.add_event(
+            "exception", {"exception.type": type(exc).__name__, "exception.message": message}
+        )
+        if outcome == "dead_letter":
+            metrics.DEAD_LETTERS.labels(self.stage, h.get(failure.headers, h.ERROR_CLASS)).inc()
+        else:
+            metrics.RETRIES.labels(self.stage, h.get(failure.headers, h.RETRY_ATTEMPT)).inc()
+        log.warning(
+            "stage %s failed on %s[%d]@%d (attempt %d) -> %s",
+            self.stage,
+            incoming.topic,
+            incoming.partition,
+            incoming.offset,
+            incoming.attempt,
+            failure.topic,
+            extra={
+                "event": "failure",
+                "stage": self.stage,
+                "message_id": message_id,
+                "outcome": outcome,
+                "decision": failure.topic,
+                "error_type": type(exc).__name__,
+                "error": message,
+                "traceback": redact("".join(traceback.format_exception(exc))),
+            },
+        )
+
+    def on_routed(
+        self,
+        span: Span,
+        incoming: Received,
+        message_id: str,
+        outcome: str,
+        outputs: Sequence[Sent],
+        began: float,
+    ) -> None:
+        decision = ",".join(o.topic for o in outputs)
+        span.set_attribute("mailroom.outcome", outcome)
+        span.set_attribute("mailroom.decision", decision)
+        metrics.PROCESSED.labels(self.stage, outcome).inc()
+        for o in outputs:
+            metrics.ROUTED.labels(self.stage, o.topic).inc()
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s -> %s",
+                self.stage,
+                decision,
+                extra={
+                    "event": "route",
+                    "stage": self.stage,
+                    "message_id": message_id,
+                    "outcome": outcome,
+                    "decision": decision,
+                    "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+                    "input_size": len(incoming.value or b""),
+                },
+            )
+
+    def on_send(self, output: S) -> S:
+        """The output with the context of its PRODUCER span in its headers."""
+        if output.value is None:  # tombstones carry no trace
+            return output
+        with producer_span(self.topic(output.topic), output.key, **{"mailroom.stage": self.stage}):
+            return output.with_headers(inject(output.headers))
