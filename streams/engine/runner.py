@@ -59,7 +59,10 @@ class StageRunner:
         *,
         retries: bool = False,
         limit: asyncio.Semaphore | None = None,
+        consumer: AIOKafkaConsumer | None = None,
     ) -> None:
+        """``consumer``: the group's consumer, for tests at the client boundary; by default
+        one is made from the settings when the runner starts."""
         self.spec = spec
         self.settings = settings
         self.producer = producer
@@ -75,7 +78,7 @@ class StageRunner:
         )
         self.processed = 0
         self.stalled = False
-        self.consumer: AIOKafkaConsumer | None = None
+        self.consumer: AIOKafkaConsumer | None = consumer
         # Shared by a stage's main and retry runners: the stage has this many in hand.
         self.limit = limit if limit is not None else stage_limit(settings)
 
@@ -147,7 +150,7 @@ class StageRunner:
         handlers running at once (first tries and retries of the stage together).
         """
         topics = [self.settings.topic(t) for t in self.inputs]
-        consumer = stage_consumer(
+        consumer = self.consumer or stage_consumer(
             self.settings,
             self.group,
             f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
