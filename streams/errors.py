@@ -13,6 +13,7 @@
     ├── BrokerError               the embedded broker could not be fetched, started, reached
     ├── TopicSetupError           a topic exists with a shape that disagrees with the catalog
     ├── ReplayError               a replay asked for something that cannot be done
+    ├── DeliveryError             records Kafka did not acknowledge before the client gave up
     └── IngestError               a file that is not an email, a mailbox or a table of emails
 
 ``retriable`` is true exactly for what the retry tiers should try again: ``Unavailable``
@@ -29,6 +30,7 @@ __all__ = [
     "BreakerOpenError",
     "BrokerError",
     "BudgetExceededError",
+    "DeliveryError",
     "IngestError",
     "InjectedFault",
     "MailroomError",
@@ -74,6 +76,10 @@ class TopicSetupError(MailroomError):
 
 class ReplayError(MailroomError):
     """A replay that cannot be done as asked (no such topic, no origin, bad range)."""
+
+
+class DeliveryError(MailroomError):
+    """Kafka did not acknowledge some records before the producer gave up on them."""
 
 
 class IngestError(MailroomError):

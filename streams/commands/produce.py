@@ -11,6 +11,7 @@ from rich.progress import Progress
 
 from streams.commands.ingest import read_emails
 from streams.engine.kafka import durable_producer
+from streams.errors import DeliveryError
 from streams.settings import Settings
 from streams.telemetry.tracing import inject, producer_span
 from topics import catalog
@@ -53,9 +54,16 @@ def produce_emails(
         ids.append(email["message_id"])
         if progress and task is not None:
             progress.update(task, completed=n)
-    remaining = producer.flush(30)
+    # Until each email is acknowledged or librdkafka gives up on it (message.timeout.ms,
+    # 5 minutes by default): a broker restarting meanwhile delays the command, loses nothing.
+    remaining = producer.flush()
     if remaining or failures:
-        raise RuntimeError(f"{remaining} not delivered; failures: {failures[:5]}")
+        raise DeliveryError(
+            f"{len(failures) + remaining} of {len(ids)} emails were not delivered to {topic} "
+            f"(first: {(failures or ['still queued'])[0]}); produce the same files again once "
+            "the broker answers: message ids are kept, so an email delivered twice is still "
+            "answered once"
+        )
     return ids
 
 
