@@ -37,50 +37,54 @@ def decision(stage: str = "classify") -> dict[str, Any]:
 
 
 def ticket(n: int = 1) -> dict[str, Any]:
-    return {
-        "message_id": f"<sample-{n}@example.com>",
-        "email": email(n),
-        "classification": {
-            "category": "billing",
-            "confidence": 0.93,
-            "model": "tfidf-logreg",
-            "scores": {"billing": 0.93, "other": 0.07},
-        },
-        "urgency": {
-            "level": "medium",
-            "sentiment": -0.4,
-            "cues": ["repeated_contact"],
-            "model": "vader-cues",
-        },
-        "action_items": [
-            {
-                "kind": "refund",
-                "text": "refund the duplicate charge",
-                "amount": 49.0,
-                "currency": "EUR",
-                "due": None,
-                "account_ref": "INV-4411",
-            }
-        ],
-        "drafts": [
-            {
-                "iteration": 1,
-                "text": "Dear customer, ...",
-                "temperature": 0.7,
-                "model": "templates",
-                "score": 0.81,
-                "failed": ["length"],
-                "feedback": ["shorten"],
-            }
-        ],
-        "iteration": 1,
-        "escalation_reason": None,
-        "escalation_detail": None,
-        "cost": 0.002,
-        "model_calls": 4,
-        "decisions": [decision("classify"), decision("urgency")],
-        "first_seen_at": 1_700_000_000_050,
-    }
+    """A ticket as the escalation decider gets it: the stages' own start (``new_ticket``)
+    with every result filled in."""
+    from streams.stages.ticket import new_ticket
+
+    record: dict[str, Any] = dict(new_ticket(email(n)))  # type: ignore[arg-type]
+    record.update(
+        {
+            "classification": {
+                "category": "billing",
+                "confidence": 0.93,
+                "model": "tfidf-logreg",
+                "scores": {"billing": 0.93, "other": 0.07},
+            },
+            "urgency": {
+                "level": "medium",
+                "sentiment": -0.4,
+                "cues": ["repeated_contact"],
+                "model": "vader-cues",
+            },
+            "action_items": [
+                {
+                    "kind": "refund",
+                    "text": "refund the duplicate charge",
+                    "amount": 49.0,
+                    "currency": "EUR",
+                    "due": None,
+                    "account_ref": "INV-4411",
+                }
+            ],
+            "drafts": [
+                {
+                    "iteration": 1,
+                    "text": "Dear customer, ...",
+                    "temperature": 0.7,
+                    "model": "templates",
+                    "score": 0.81,
+                    "failed": ["length"],
+                    "feedback": ["shorten"],
+                }
+            ],
+            "iteration": 1,
+            "cost": 0.002,
+            "model_calls": 4,
+            "decisions": [decision("classify"), decision("urgency")],
+            "first_seen_at": 1_700_000_000_050,
+        }
+    )
+    return record
 
 
 def response(n: int = 1) -> dict[str, Any]:
