@@ -6,7 +6,10 @@
     ├── CodecError …              topics.errors: a record that can never be decoded
     ├── Rejected                  processors.errors: bad input for a step; dead letter
     ├── Unavailable               processors.errors: a dependency failed; retry tiers
-    │   └── InjectedFault         a failure injected on purpose (MAILROOM_FAULTS)
+    │   ├── InjectedFault         a failure injected on purpose (MAILROOM_FAULTS)
+    │   └── EndpointUnavailable   an LLM endpoint timed out, refused, or answered 429/5xx
+    ├── BackendFailed             an LLM endpoint cannot do this call (4xx, output still
+    │                             invalid after one repair): the next backend, or a person
     ├── Refused                   the gate made no model call; escalate with ``reason``
     │   ├── BudgetExceededError   the call would pass the per-email or per-day cap
     │   └── BreakerOpenError      the model's breaker is open and there is no fallback
@@ -27,10 +30,12 @@ from processors.errors import Rejected, Unavailable
 from topics.errors import MailroomError
 
 __all__ = [
+    "BackendFailed",
     "BreakerOpenError",
     "BrokerError",
     "BudgetExceededError",
     "DeliveryError",
+    "EndpointUnavailable",
     "IngestError",
     "InjectedFault",
     "MailroomError",
@@ -44,6 +49,27 @@ __all__ = [
 
 class InjectedFault(Unavailable):
     """A failure injected on purpose by MAILROOM_FAULTS."""
+
+
+class EndpointUnavailable(Unavailable):
+    """An LLM endpoint is unreachable, slow, rate-limited or failing (429, 5xx): retried.
+    ``retry_after_s``: the server's ``Retry-After``; the retry waits at least that long."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BackendFailed(MailroomError):
+    """This backend cannot make this call: the request is refused (400, 401, 403, 404,
+    422) or its answer breaks the schema even after one repair. Not retried; the stage
+    tries its next backend, or escalates with ``reason``."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, reason: str = "model_unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Refused(MailroomError):

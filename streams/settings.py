@@ -7,12 +7,13 @@ everywhere. OpenTelemetry keeps its own ``OTEL_*`` variables and is not configur
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -34,6 +35,41 @@ class BreakerPolicy:
 
 
 BREAKER = BreakerPolicy()
+
+#: The stages whose model can be an LLM (``MAILROOM_MODELS``).
+MODEL_STAGES = ("classify", "urgency", "extract", "generate", "quality")
+LOCAL = "local"
+
+
+class Endpoint(BaseModel):
+    """One OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp, a LiteLLM proxy).
+
+    The key is never held here: ``api_key_env`` names the environment variable that holds
+    it, read when the client is made, so no settings dump, log or error can show it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:11434/v1")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    input_usd_per_mtok: float = Field(default=0.0, ge=0)
+    output_usd_per_mtok: float = Field(default=0.0, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_output_tokens: int = Field(default=512, ge=1)
+    max_concurrency: int = Field(default=8, ge=1)
+    send_pii: bool = False
+    #: ``json_schema`` (OpenAI, vLLM, Ollama) or ``json_object`` with the schema beside it
+    #: (llama-cpp-python's server answers HTTP 500 to ``json_schema``).
+    structured: Literal["json_schema", "json_object"] = "json_schema"
+
+    def api_key(self) -> str:
+        """The key from its variable; servers without keys get a placeholder."""
+        return (os.environ.get(self.api_key_env) if self.api_key_env else None) or "none"
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
+        ) / 1_000_000
 
 
 class Settings(BaseSettings):
@@ -113,6 +149,37 @@ class Settings(BaseSettings):
         description="stages that fall back to their local fallback model (each stage names "
         "its own) while their breaker is open or a call would pass the budget",
     )
+
+    # -- models -------------------------------------------------------------------------
+    endpoints: dict[str, Endpoint] = Field(
+        default_factory=dict,
+        description="name -> OpenAI-compatible endpoint (JSON object); keys by variable name",
+    )
+    models: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description='stage -> backends tried in order, endpoint names or "local" (JSON '
+        'object, e.g. {"generate": ["gpt", "local"]}); a stage not named uses ["local"]',
+    )
+
+    @model_validator(mode="after")
+    def _chains_name_known_backends(self) -> Settings:
+        for stage, chain in self.models.items():
+            if stage not in MODEL_STAGES:
+                known = ", ".join(MODEL_STAGES)
+                raise ValueError(f"MAILROOM_MODELS names stage {stage!r}; model stages: {known}")
+            if not chain:
+                raise ValueError(f'MAILROOM_MODELS[{stage!r}] is empty; use ["local"]')
+            unknown = [b for b in chain if b != LOCAL and b not in self.endpoints]
+            if unknown:
+                raise ValueError(
+                    f"MAILROOM_MODELS[{stage!r}] names {unknown}, which MAILROOM_ENDPOINTS does "
+                    f"not define (defined: {sorted(self.endpoints) or 'none'})"
+                )
+        return self
+
+    def chain(self, stage: str) -> tuple[str, ...]:
+        """The backends of ``stage``'s model, tried in order."""
+        return self.models.get(stage, (LOCAL,))
 
     # -- budget -------------------------------------------------------------------------
     model_costs: dict[str, float] = Field(

@@ -46,7 +46,9 @@ def route_failure(
     }
     if is_retriable(exc) and attempt < len(delays_s):
         updates[h.RETRY_ATTEMPT] = str(attempt + 1)
-        updates[h.RETRY_NOT_BEFORE] = str(now + int(delays_s[attempt] * 1000))
+        # A server's Retry-After longer than the tier's delay wins.
+        wait_s = max(delays_s[attempt], getattr(exc, "retry_after_s", None) or 0.0)
+        updates[h.RETRY_NOT_BEFORE] = str(now + int(wait_s * 1000))
         topic = spec.retry_topic(attempt + 1)
     else:
         updates[h.RETRY_ATTEMPT] = str(attempt)
