@@ -22,6 +22,7 @@ from streams.guard.faults import FaultInjector, parse_faults
 from streams.guard.gate import ModelGate
 from streams.models.local import LocalModels
 from streams.settings import Settings
+from streams.stages.calls import ModelCalls
 from streams.stages.registry import Binding, bind_stages
 from streams.telemetry import metrics
 from streams.telemetry.tracing import setup_tracing, shutdown_tracing
@@ -51,7 +52,8 @@ class Worker:
             ),
         )
         self.models = LocalModels(self.settings.data_dir)
-        self.bindings = bind_stages(self.settings, self.models, self.gate)
+        self.calls = ModelCalls(self.models, self.gate, self.settings)
+        self.bindings = bind_stages(self.settings, self.calls)
 
     async def run(self, stop: asyncio.Event) -> None:
         if "classify" in self.stages:
@@ -74,6 +76,7 @@ class Worker:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await producer.stop()
+            await self.calls.backends.close()
 
     def _start(
         self, name: str, binding: Binding, producer: AIOKafkaProducer, stop: asyncio.Event

@@ -47,7 +47,11 @@ class Budget:
 
     def check(self, stage: str, email_cost: float) -> float:
         """The cost of the call, or BudgetExceededError if it would pass a cap."""
-        cost = self.cost_of(stage)
+        return self.allow(stage, self.cost_of(stage), email_cost)
+
+    def allow(self, stage: str, cost: float, email_cost: float) -> float:
+        """``cost`` (a call's price, or its worst case) if it stays under both caps, else
+        BudgetExceededError."""
         if cost <= 0:
             return 0.0
         self._roll_day()
@@ -63,8 +67,11 @@ class Budget:
             )
         return cost
 
-    def charge(self, stage: str, cost: float, message_id: str) -> tuple[str, bytes, bytes]:
-        """Count the spend here; the (topic, key, value) event to write with the output."""
+    def charge(
+        self, stage: str, cost: float, message_id: str, **detail: str | int
+    ) -> tuple[str, bytes, bytes]:
+        """Count the spend here; the (topic, key, value) event to write with the output.
+        ``detail``: what the cost is made of (endpoint, model, tokens in and out)."""
         self.spent_here += cost
         event = {
             "worker": self.worker_id,
@@ -72,6 +79,7 @@ class Budget:
             "cost": cost,
             "message_id": message_id,
             "day": self.day,
+            **detail,
         }
         return catalog.BUDGET_SPEND, self.day.encode(), json.dumps(event).encode()
 

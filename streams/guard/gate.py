@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -42,12 +42,28 @@ class Fallback(NamedTuple, Generic[T]):
 
 @dataclass
 class Call(Generic[T]):
-    """What a guarded call produced: the result, the model that made it, its cost event."""
+    """What a guarded call produced: the result, the model that made it, its cost event,
+    and for an LLM its endpoint and tokens."""
 
     result: T
     model: str
     cost: float
     spend_event: tuple[str, bytes, bytes] | None = None
+    endpoint: str = ""
+    tokens: tuple[int, int] = (0, 0)
+
+
+class Metered(Protocol):
+    """What an LLM call reports of itself (``streams.models.llm.Completion``)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cost_usd(self) -> float: ...
 
 
 @dataclass
@@ -119,6 +135,58 @@ class ModelGate:
         metrics.COST.labels(stage).inc(cost)
         event = self.budget.charge(stage, cost, message_id) if cost else None
         return Call(result, model, cost, event)
+
+    async def call_endpoint(
+        self,
+        stage: str,
+        endpoint: str,
+        fn: Callable[[], Awaitable[tuple[T, Metered]]],
+        *,
+        message_id: str,
+        email_cost: float,
+        worst_case: float,
+    ) -> Call[T]:
+        """An LLM call through the endpoint's own breaker and the budget. It is not made
+        when its worst case (the prompt and every output token) would pass a cap; its
+        cost is what the endpoint reports it used, times the endpoint's prices."""
+        self.budget.allow(stage, worst_case, email_cost)
+        breaker = self.breaker(endpoint)
+        if not breaker.allow():
+            metrics.MODEL_CALLS.labels(stage, endpoint, "unavailable").inc()
+            raise BreakerOpenError(f"{stage} endpoint {endpoint} is unavailable (breaker open)")
+        trial = breaker.state is State.HALF_OPEN
+        if trial:
+            await breaker.trial.acquire()
+        began = time.perf_counter()
+        try:
+            await self.faults.before_call(stage)
+            result, metered = await fn()
+        except Exception as exc:
+            breaker.failure()
+            self._observe(stage, endpoint, began, "error", message_id, type(exc).__name__)
+            raise
+        else:
+            breaker.success()
+        finally:
+            if trial:
+                breaker.trial.release()
+        cost = metered.cost_usd
+        tokens = (metered.input_tokens, metered.output_tokens)
+        self._observe(stage, endpoint, began, "ok", message_id)
+        metrics.COST.labels(stage).inc(cost)
+        metrics.LLM_TOKENS.labels(stage, metered.model, "input").inc(tokens[0])
+        metrics.LLM_TOKENS.labels(stage, metered.model, "output").inc(tokens[1])
+        metrics.LLM_COST.labels(stage, metered.model).inc(cost)
+        event = self.budget.charge(
+            stage,
+            cost,
+            message_id,
+            endpoint=endpoint,
+            model=metered.model,
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+        )
+        return Call(result, metered.model, cost, event, endpoint, tokens)
 
     @staticmethod
     def _observe(

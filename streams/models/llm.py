@@ -90,11 +90,12 @@ class ChatBackend:
         )
         self.limit = asyncio.Semaphore(endpoint.max_concurrency)
 
-    def worst_case_usd(self, messages: Messages) -> float:
-        """What the call could cost at most: the prompt, generously counted, and every
-        output token it may write. A call over the per-email budget is not made."""
-        chars = sum(len(m["content"]) for m in messages)
-        return self.endpoint.cost_usd(chars // CHARS_PER_TOKEN + 1, self.endpoint.max_output_tokens)
+    def worst_case_usd(self, prompt_chars: int, calls: int = 2) -> float:
+        """What a task could cost at most: its prompt, generously counted, and every output
+        token it may write, for the call and its one repair. A call whose worst case
+        would pass the per-email budget is not made."""
+        tokens_in = prompt_chars // CHARS_PER_TOKEN + 1
+        return calls * self.endpoint.cost_usd(tokens_in, self.endpoint.max_output_tokens)
 
     async def structured(
         self, schema: type[M], messages: Messages, *, temperature: float

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.engine.records import Handler, Output, Rebalance
-from streams.guard.gate import ModelGate
-from streams.models.local import LocalModels
 from streams.settings import Settings
 from streams.stages.calls import ModelCalls
 from streams.stages.escalate import Escalate, TerminalLedger
@@ -37,9 +35,9 @@ class Binding:
     background: tuple[Background, ...] = ()
 
 
-def bind_stages(settings: Settings, models: LocalModels, gate: ModelGate) -> dict[str, Binding]:
-    """Every stage of the catalog, bound to its handler and hooks."""
-    calls = ModelCalls(models, gate)
+def bind_stages(settings: Settings, calls: ModelCalls) -> dict[str, Binding]:
+    """Every stage of the catalog, bound to its handler and hooks; ``calls`` is the
+    worker's models, gate and LLM backends, shared by its stages."""
     triage = Triage(calls, settings.max_email_bytes)
     reply = Reply(calls)
     ledger = TerminalLedger(settings)

@@ -14,10 +14,23 @@ from processors.models import DraftRequest, QualityRequest
 from streams.engine.records import Incoming, Output
 from streams.guard.gate import Fallback
 from streams.stages.calls import ModelCalls
-from streams.stages.ticket import category_of, customer_name, decision, decode, items_of, out
+from streams.stages.ticket import (
+    Ticket,
+    category_of,
+    customer_name,
+    decision,
+    decode,
+    items_of,
+    out,
+)
 from topics import catalog
 
 PLAIN_TEMPLATE = "plain-template"
+
+
+def wanted(ticket: Ticket) -> str:
+    """The action items, in words, for a prompt."""
+    return "; ".join(f"{i['kind']}: {i['text']}" for i in ticket["action_items"])
 
 
 @dataclass
@@ -34,6 +47,8 @@ class Reply:
             extract_p.MODEL_NAME,
             ticket,
             lambda: extract_p.extract(subject, body),
+            llm=lambda chat: self.calls.tasks.extract(chat, subject, body),
+            prompt_chars=len(subject) + len(body),
             began=began,
         )
         if call is None:
@@ -51,13 +66,15 @@ class Reply:
             for i in items
         ]
         kinds = ", ".join(i.kind for i in items) or "none"
-        ticket["decisions"].append(decision("extract", call.model, "ok", began, kinds))
+        detail = kinds + self.calls.describe(call)
+        ticket["decisions"].append(decision("extract", call.model, "ok", began, detail))
         return [out(catalog.EXTRACTED, ticket), *self.calls.spend(call)]
 
     async def generate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = decode(record.value)
         iteration = ticket["iteration"] + 1
+        body = ticket["email"]["body_text"]
         last = ticket["drafts"][-1] if ticket["drafts"] else None
         temp = temperature(iteration, policy=self.loop)
         request = DraftRequest(
@@ -76,6 +93,8 @@ class Reply:
             ticket,
             lambda: generate_p.generate(request),
             fallback=Fallback(PLAIN_TEMPLATE, lambda: generate_p.generate_plain(request)),
+            llm=lambda chat: self.calls.tasks.generate(chat, request, body),
+            prompt_chars=len(request.subject) + len(body),
             began=began,
         )
         if call is None:
@@ -93,7 +112,13 @@ class Reply:
             }
         )
         ticket["decisions"].append(
-            decision("generate", call.model, f"draft {iteration}", began, f"temperature {temp}")
+            decision(
+                "generate",
+                call.model,
+                f"draft {iteration}",
+                began,
+                f"temperature {temp}{self.calls.describe(call)}",
+            )
         )
         return [out(catalog.DRAFTS_GENERATED, ticket), *self.calls.spend(call)]
 
@@ -101,13 +126,18 @@ class Reply:
         began = time.perf_counter()
         ticket = decode(record.value)
         draft = ticket["drafts"][-1]
-        sender = ticket["email"]["sender"]
+        email = ticket["email"]
+        sender = email["sender"]
         request = QualityRequest(draft["text"], items_of(ticket), sender, customer_name(sender))
         call = await self.calls.call(
             "quality",
             quality_p.MODEL_NAME,
             ticket,
             lambda: quality_p.check(request, banned=self.calls.models.banned_phrases),
+            llm=lambda chat: self.calls.tasks.quality(
+                chat, email["subject"], email["body_text"], draft["text"], wanted(ticket)
+            ),
+            prompt_chars=len(email["subject"]) + len(email["body_text"]) + len(draft["text"]),
             began=began,
         )
         if call is None:
@@ -120,6 +150,7 @@ class Reply:
         best = max(earlier, default=0.0)
         step = next_step(result.score, ticket["iteration"], best, policy=self.loop)
         failed = f" failed {','.join(result.failed)}" if result.failed else ""
+        failed += self.calls.describe(call)
         ticket["decisions"].append(
             decision("quality", call.model, step, began, f"score {result.score:.2f}{failed}")
         )

@@ -60,6 +60,8 @@ class Triage:
             ticket,
             lambda: classify_p.classify(subject, body, model=self.calls.models.classifier),
             fallback=Fallback(KEYWORD_RULES, lambda: classify_p.classify_keywords(subject, body)),
+            llm=lambda chat: self.calls.tasks.classify(chat, subject, body),
+            prompt_chars=len(subject) + len(body),
             began=began,
         )
         if call is not None:
@@ -70,7 +72,7 @@ class Triage:
                 "model": call.model,
                 "scores": result.scores,
             }
-            detail = f"confidence {result.confidence:.3f}"
+            detail = f"confidence {result.confidence:.3f}{self.calls.describe(call)}"
             ticket["decisions"].append(
                 decision("classify", call.model, result.category, began, detail)
             )
@@ -86,6 +88,8 @@ class Triage:
             urgency_p.MODEL_NAME,
             ticket,
             lambda: urgency_p.score_urgency(subject, body, sentiment=self.calls.models.sentiment),
+            llm=lambda chat: self.calls.tasks.urgency(chat, subject, body),
+            prompt_chars=len(subject) + len(body),
             began=began,
         )
         if call is not None:
@@ -97,7 +101,13 @@ class Triage:
                 "model": call.model,
             }
             ticket["decisions"].append(
-                decision("urgency", call.model, result.level, began, ", ".join(result.cues))
+                decision(
+                    "urgency",
+                    call.model,
+                    result.level,
+                    began,
+                    ", ".join(result.cues) + self.calls.describe(call),
+                )
             )
         return [out(catalog.SCORED, ticket), *self.calls.spend(call)]
 

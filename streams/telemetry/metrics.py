@@ -40,6 +40,10 @@ DUPLICATES = Counter(
     "mailroom_duplicate_outcomes_dropped_total", "Second outcomes for a message id, dropped"
 )
 COST = Counter("mailroom_cost_total", "Spend on model calls", ["stage"])
+LLM_TOKENS = Counter(
+    "mailroom_llm_tokens_total", "Tokens of LLM calls", ["stage", "model", "direction"]
+)
+LLM_COST = Counter("mailroom_llm_cost_usd_total", "Spend on LLM calls (USD)", ["stage", "model"])
 END_TO_END = Histogram(
     "mailroom_end_to_end_seconds",
     "Inbound to terminal",

@@ -14,6 +14,7 @@ from streams.guard.gate import ModelGate
 from streams.models.local import LocalModels
 from streams.settings import Settings
 from streams.stages import ticket as ticket_module
+from streams.stages.calls import ModelCalls
 from streams.stages.join import merge
 from streams.stages.registry import bind_stages
 from streams.stages.ticket import TICKET, Ticket, new_ticket
@@ -86,7 +87,7 @@ def test_the_join_merges_both_halves_results_costs_and_decisions_once() -> None:
 async def test_one_email_through_every_stage_in_memory(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, tracing=False)
     gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}), policy=settings.breaker)
-    bindings = bind_stages(settings, LocalModels(tmp_path), gate)
+    bindings = bind_stages(settings, ModelCalls(LocalModels(tmp_path), gate, settings))
     readers: dict[str, list[str]] = {}
     for spec in catalog.STAGES:
         for topic in spec.inputs:
