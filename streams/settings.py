@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         """The backends of ``stage``'s model, tried in order."""
         return self.models.get(stage, (LOCAL,))
 
+    reply_allow: tuple[str, ...] = Field(
+        default=(),
+        description="domains, addresses and phone numbers a reply may name although the "
+        "customer's email does not (the company's own); the support address always may",
+    )
+
     # -- budget -------------------------------------------------------------------------
     model_costs: dict[str, float] = Field(
         default_factory=lambda: {

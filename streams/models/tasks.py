@@ -106,6 +106,14 @@ class QualityAnswer(BaseModel):
         return value
 
 
+@dataclass(frozen=True)
+class PromptedDraft(DraftResult):
+    """An LLM's draft, with what its prompt held, so code can check it did not leak."""
+
+    canary: str = ""
+    instructions: str = ""
+
+
 @cache
 def template(stage: str, version: int = PROMPT_VERSION) -> str:
     return resources.files("streams.models").joinpath(f"prompts/{stage}.v{version}.md").read_text()
@@ -198,7 +206,7 @@ class LLMTasks:
     async def generate(
         self, chat: ChatBackend, request: DraftRequest, body: str
     ) -> tuple[DraftResult, Completion[ReplyAnswer]]:
-        """The draft and what it took."""
+        """The draft (with its prompt's canary and instructions) and what it took."""
         wanted = "; ".join(f"{i.kind}: {i.text}" for i in request.action_items) or "nothing"
         feedback = (
             "The previous draft was sent back by the checker: " + "; ".join(request.feedback)
@@ -216,7 +224,7 @@ class LLMTasks:
             customer_name=request.customer_name or "the customer",
         )
         done = await chat.structured(ReplyAnswer, ask.messages, temperature=request.temperature)
-        return DraftResult(done.value.reply.strip()), done
+        return PromptedDraft(done.value.reply.strip(), ask.canary, ask.system), done
 
     async def quality(
         self, chat: ChatBackend, subject: str, body: str, draft: str, wanted: str

@@ -36,7 +36,7 @@ def neutralise(text: str, limit: int = MAX_CHARS) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cf")
-    text = _FORGED.sub(lambda m: "[" + re.sub(r"[^\w ]", "", m.group()).strip() + "]", text)
+    text = _FORGED.sub(lambda m: "(" + re.sub(r"[^\w ]", "", m.group()).strip() + ")", text)
     if len(text) > limit:
         text = text[:limit] + " [cut]"
     return text

@@ -18,11 +18,19 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from processors import escalate as escalate_p
-from processors.models import EscalationRequest
+from processors.containment import check_reply
+from processors.models import EscalationDecision, EscalationRequest
 from streams.engine.kafka import read_to_end
 from streams.engine.records import Incoming, Output
 from streams.settings import Settings
-from streams.stages.ticket import best_draft, decision, decode, items_of, now_ms
+from streams.stages.ticket import (
+    best_draft,
+    decision,
+    decode,
+    items_of,
+    now_ms,
+    reply_policy,
+)
 from streams.telemetry import metrics
 from topics import catalog
 from topics import headers as h
@@ -61,6 +69,7 @@ class TerminalLedger:
 class Escalate:
     ledger: TerminalLedger
     policy: escalate_p.Policy = field(default_factory=escalate_p.Policy)
+    allowed: tuple[str, ...] = ()
 
     async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -84,6 +93,15 @@ class Escalate:
             ),
             policy=self.policy,
         )
+        if decided.auto_send and best is not None:
+            # The last gate before a reply leaves: code checks it, whatever wrote it.
+            findings = check_reply(
+                best["text"],
+                email_text=f"{ticket['email']['subject']}\n{ticket['email']['body_text']}",
+                policy=reply_policy(self.policy, self.allowed, ticket),
+            )
+            if findings:
+                decided = EscalationDecision(False, "unsafe_reply", "; ".join(findings)[:300])
         ticket["decisions"].append(
             decision("escalate", escalate_p.MODEL_NAME, decided.reason, began, decided.detail)
         )

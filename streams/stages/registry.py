@@ -39,7 +39,7 @@ def bind_stages(settings: Settings, calls: ModelCalls) -> dict[str, Binding]:
     """Every stage of the catalog, bound to its handler and hooks; ``calls`` is the
     worker's models, gate and LLM backends, shared by its stages."""
     triage = Triage(calls, settings.max_email_bytes)
-    reply = Reply(calls)
+    reply = Reply(calls, allowed=settings.reply_allow)
     ledger = TerminalLedger(settings)
     join = TriageJoin(settings, settings.join_timeout_s)
     bindings = {
@@ -51,7 +51,9 @@ def bind_stages(settings: Settings, calls: ModelCalls) -> dict[str, Binding]:
         "extract": Binding(reply.extract),
         "generate": Binding(reply.generate),
         "quality": Binding(reply.quality),
-        "escalate": Binding(Escalate(ledger).handle, ledger.restore, ledger.revoke),
+        "escalate": Binding(
+            Escalate(ledger, allowed=settings.reply_allow).handle, ledger.restore, ledger.revoke
+        ),
     }
     missing = set(catalog.STAGE_NAMES) ^ set(bindings)
     if missing:  # a stage added to the catalog and not here, or the other way round

@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from processors import escalate as escalate_p
 from processors import extract as extract_p
 from processors import generate as generate_p
 from processors import quality as quality_p
+from processors.containment import check_reply
 from processors.loop import LoopPolicy, next_step, temperature
 from processors.models import DraftRequest, QualityRequest
 from streams.engine.records import Incoming, Output
@@ -22,6 +24,7 @@ from streams.stages.ticket import (
     decode,
     items_of,
     out,
+    reply_policy,
 )
 from topics import catalog
 
@@ -37,6 +40,8 @@ def wanted(ticket: Ticket) -> str:
 class Reply:
     calls: ModelCalls
     loop: LoopPolicy = field(default_factory=LoopPolicy)
+    policy: escalate_p.Policy = field(default_factory=escalate_p.Policy)
+    allowed: tuple[str, ...] = ()
 
     async def extract(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -99,11 +104,25 @@ class Reply:
         )
         if call is None:
             return [out(catalog.ESCALATE, ticket)]
+        draft = call.result
+        # What an LLM wrote is checked at once, with its prompt at hand; every draft is
+        # checked again by the decider before it is sent.
+        findings = (
+            check_reply(
+                draft.text,
+                email_text=f"{request.subject}\n{body}",
+                policy=reply_policy(self.policy, self.allowed, ticket),
+                canary=getattr(draft, "canary", ""),
+                instructions=getattr(draft, "instructions", ""),
+            )
+            if call.endpoint
+            else []
+        )
         ticket["iteration"] = iteration
         ticket["drafts"].append(
             {
                 "iteration": iteration,
-                "text": call.result.text,
+                "text": draft.text,
                 "temperature": temp,
                 "model": call.model,
                 "score": None,
@@ -120,6 +139,10 @@ class Reply:
                 f"temperature {temp}{self.calls.describe(call)}",
             )
         )
+        if findings:  # never sent, never even checked for quality: a person looks at it
+            ticket["escalation_reason"] = "unsafe_reply"
+            ticket["escalation_detail"] = "; ".join(findings)[:300]
+            return [out(catalog.ESCALATE, ticket), *self.calls.spend(call)]
         return [out(catalog.DRAFTS_GENERATED, ticket), *self.calls.spend(call)]
 
     async def quality(self, record: Incoming) -> list[Output]:

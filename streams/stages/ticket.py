@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import TypedDict, cast
 
+from processors import escalate as escalate_p
+from processors.containment import ReplyPolicy
 from processors.models import ActionItem as ActionItemValue
 from streams.engine.records import Output
 from topics import headers as h
@@ -156,6 +158,14 @@ def best_draft(ticket: Ticket) -> Draft | None:
     """The highest-scoring checked draft, if any was checked."""
     scored = [(d["score"], n, d) for n, d in enumerate(ticket["drafts"]) if d["score"] is not None]
     return max(scored, key=lambda entry: (entry[0], -entry[1]))[2] if scored else None
+
+
+def reply_policy(
+    policy: escalate_p.Policy, allowed: tuple[str, ...], ticket: Ticket
+) -> ReplyPolicy:
+    """What a reply to this email may contain: the support address it was sent to and
+    the configured allow list; refunds up to the escalation policy's limit."""
+    return ReplyPolicy(policy.refund_limit, (ticket["email"]["recipient"], *allowed))
 
 
 def customer_name(sender: str) -> str:

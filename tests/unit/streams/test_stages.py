@@ -120,3 +120,22 @@ async def test_one_email_through_every_stage_in_memory(tmp_path: Path) -> None:
     assert stages[0] == "prefilter"
     assert stages[-1] == "escalate"
     assert {"classify", "urgency", "join", "route", "extract", "generate", "quality"} <= set(stages)
+
+
+async def test_the_decider_checks_every_draft_before_it_is_sent(tmp_path: Path) -> None:
+    from streams.stages.escalate import Escalate, TerminalLedger
+
+    settings = Settings(data_dir=tmp_path, tracing=False)
+    decide = Escalate(TerminalLedger(settings)).handle
+    ticket: Any = samples.ticket(9)
+    ticket["action_items"] = []
+    ticket["urgency"]["cues"] = []
+    ticket["drafts"][0].update(
+        score=0.95, text="Dear customer, please log in at http://login-check.example to fix it."
+    )
+    record = Incoming(catalog.DRAFTS_APPROVED, 0, 1, b"k", TICKET.encode(ticket), [], 0)
+    (outcome,) = await decide(record)
+    assert outcome.topic == catalog.ESCALATIONS
+    escalation = Codec("Escalation").decode(outcome.value)
+    assert escalation["reason"] == "unsafe_reply"
+    assert "http://login-check.example" in escalation["detail"]

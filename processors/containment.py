@@ -1,0 +1,155 @@
+"""What code checks in a drafted reply before it may be sent (OWASP LLM01, 02, 06, 10).
+
+A model's answer is untrusted output: an email may have told it to print its instructions,
+add a link, promise money or answer in another language. ``check_reply`` lists every such
+finding; a reply with any is never sent, it goes to a person with what was found:
+
+- the per-call canary token of the prompt, or a long run of the prompt's own words;
+- a link, email address or phone number that is neither in the customer's email nor in
+  the allow list;
+- an amount the email does not state, or a refund or credit over the policy's limit;
+- a claim that something was done (refunded, closed, approved): no model takes actions;
+- a language other than the email's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from processors.language import detect
+
+URL = re.compile(
+    r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
+    r"|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|co|biz|info|ru|cn|xyz|top|app|dev|me|ly|gl|to)"
+    r"\b(?:/[^\s<>()\"']*)?",
+    re.IGNORECASE,
+)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d ()./-]{6,}\d(?![\w.])")
+AMOUNT = re.compile(
+    r"(?P<pre>[$€£¥]|\b(?:USD|EUR|GBP|CHF)\s?)?(?P<num>\d{1,3}(?:[,.\s]\d{3})*(?:[.,]\d{1,2})?|\d+)"
+    r"(?P<post>\s?(?:USD|EUR|GBP|CHF|dollars?|euros?|pounds?)\b|\s?[$€£])?",
+    re.IGNORECASE,
+)
+PROMISE = re.compile(
+    r"\b(refund\w*|credit\w*|reimburs\w*|compensat\w*|pay(?:ing)? you|waive\w*|"
+    r"rembours\w*|erstatt\w*|reembols\w*|rimbors\w*)\b",
+    re.IGNORECASE,
+)
+#: A reply may say what a person will do, never that something was done: no model acts.
+ACTION_CLAIM = re.compile(
+    r"\b(?:(?:has|have) been|is now|are now|was|were)\s+(?:\w+\s+)?"
+    r"(?:refunded|closed|deleted|cancel+ed|resolved|approved|credited|reset|unlocked|"
+    r"changed|transferred|waived)\b"
+    r"|\bwe(?:'ve| have)\s+(?:\w+\s+)?(?:refunded|closed|deleted|cancel+ed|approved|"
+    r"credited|transferred|waived)\b",
+    re.IGNORECASE,
+)
+OVERLAP_WORDS = 12
+
+
+@dataclass(frozen=True)
+class ReplyPolicy:
+    refund_limit: float = 500.0
+    #: domains, addresses and phone numbers a reply may name although the email does not
+    allowed: tuple[str, ...] = ()
+
+
+def check_reply(
+    reply: str,
+    *,
+    email_text: str,
+    policy: ReplyPolicy = ReplyPolicy(),
+    canary: str = "",
+    instructions: str = "",
+) -> list[str]:
+    """Every reason ``reply`` must not be sent; empty when it may be."""
+    findings: list[str] = []
+    lowered_email = email_text.lower()
+    allowed = [a.lower() for a in policy.allowed]
+    if canary and canary in reply:
+        findings.append("it repeats its prompt's canary token")
+    if instructions and (run := longest_shared_run(reply, instructions)) >= OVERLAP_WORDS:
+        findings.append(f"it repeats {run} words of its instructions in a row")
+    for url in URL.findall(reply):
+        host = re.sub(r"^(?:[a-z]+://)?(?:www\.)?", "", url.lower()).split("/")[0]
+        if host not in lowered_email and not _allowed(host, allowed):
+            findings.append(f"a link the email does not contain: {url[:80]}")
+    for address in EMAIL.findall(reply):
+        if address.lower() not in lowered_email and not _allowed(address.lower(), allowed):
+            findings.append(f"an email address the email does not contain: {address}")
+    email_digits = {_digits(p) for p in PHONE.findall(email_text)}
+    for phone in PHONE.findall(reply):
+        digits = _digits(phone)
+        if len(digits) >= 7 and digits not in email_digits and not _allowed(digits, allowed):
+            findings.append(f"a phone number the email does not contain: {phone.strip()}")
+    stated = set(amounts(email_text))
+    for value, text, money in _amounts_in(reply):
+        if not money:
+            continue
+        if value not in stated:
+            findings.append(f"an amount the email does not state: {text.strip()}")
+        elif value > policy.refund_limit and PROMISE.search(reply):
+            findings.append(f"it promises {text.strip()}, over the {policy.refund_limit:g} limit")
+    if claim := ACTION_CLAIM.search(reply):
+        findings.append(f"it claims an action no one took: {claim.group()!r}")
+    wrote, asked = detect(reply), detect(email_text)
+    if wrote and asked and wrote != asked:
+        findings.append(f"it answers in {wrote}, the email is in {asked}")
+    return findings
+
+
+def amounts(text: str) -> list[float]:
+    """The money amounts ``text`` states (with a currency sign or code)."""
+    return [value for value, _, money in _amounts_in(text) if money]
+
+
+def _amounts_in(text: str) -> Iterable[tuple[float, str, bool]]:
+    for match in AMOUNT.finditer(text):
+        value = _number(match["num"])
+        if value is None:
+            continue
+        yield value, match.group(), bool(match["pre"] or match["post"])
+
+
+def _number(text: str) -> float | None:
+    """``1,234.50``, ``1.234,50``, ``5 000`` and ``49`` as numbers."""
+    text = text.replace(" ", "")
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?", text):
+        text = text.replace(",", "")
+    elif re.fullmatch(r"\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?", text):
+        text = text.replace(".", "").replace(",", ".")
+    else:
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _allowed(value: str, allowed: list[str]) -> bool:
+    return any(value == a or value.endswith("." + a) or value.endswith("@" + a) for a in allowed)
+
+
+def longest_shared_run(text: str, source: str) -> int:
+    """The most words in a row that ``text`` shares with ``source``."""
+    words = re.findall(r"\w+", text.lower())
+    source_words = re.findall(r"\w+", source.lower())
+    if not words or not source_words:
+        return 0
+    grams = {tuple(source_words[i : i + OVERLAP_WORDS]) for i in range(len(source_words))}
+    best = 0
+    run = 0
+    for i in range(len(words) - OVERLAP_WORDS + 1):
+        if tuple(words[i : i + OVERLAP_WORDS]) in grams:
+            run = run + 1 if run else OVERLAP_WORDS
+            best = max(best, run)
+        else:
+            run = 0
+    return best

@@ -1,0 +1,39 @@
+"""Which language a text is in, from its most common words: enough to tell a reply that
+switched language from the email it answers. None when the text is too short or unclear."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+STOPWORDS = {
+    "en": "the and to of a in is you that it for your we this are with be on have not please "
+    "can will our i my me was but do",
+    "de": "der die das und ist nicht ich sie zu den mit ein eine für auf wir ihr bitte sehr "
+    "haben es dem von auch ihre",
+    "fr": "le la les et est de des un une pour vous nous que qui pas je votre dans avec sur "
+    "ce merci au du",
+    "es": "el la los las y es de que en un una por para con no su usted gracias se lo nos "
+    "del al como",
+    "it": "il lo la gli le e di che non un una per con sono sua grazie nel della ho è mi",
+    "pt": "o a os as e de que em um uma para com não por obrigado você seu sua do da no na",
+    "nl": "de het een en van is niet ik u wij met voor op dat zijn graag bedankt uw te er",
+}
+WORDS = {lang: set(words.split()) for lang, words in STOPWORDS.items()}
+MIN_HITS = 4
+
+
+def detect(text: str) -> str | None:
+    tokens = re.findall(r"[^\W\d_]+", text.lower())
+    counts: Counter[str] = Counter()
+    for token in tokens:
+        for lang, words in WORDS.items():
+            if token in words:
+                counts[lang] += 1
+    if not counts:
+        return None
+    (best, hits), *rest = counts.most_common()
+    runner_up = rest[0][1] if rest else 0
+    if hits < MIN_HITS or hits < 1.5 * runner_up:
+        return None
+    return best
