@@ -24,7 +24,7 @@ broker_app = typer.Typer(help="The embedded single-node Kafka (KRaft).", no_args
 topics_app = typer.Typer(help="The topics of the pipeline.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
-models_app = typer.Typer(help="The local models.", no_args_is_help=True)
+models_app = typer.Typer(help="The models: local ones and LLM endpoints.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 dlq_app = typer.Typer(help="The dead-letter topics.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
@@ -112,6 +112,19 @@ def models_train(
     path, trained = train_classifier(settings().data_dir, force=force)
     word = f"trained in {time.monotonic() - began:.1f}s" if trained else "up to date"
     console.print(f"classifier {word}: {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Each model stage's chain of backends: endpoint, model, prices, breaker state."""
+    from streams.commands.models import chains
+
+    table = Table("stage", "#", "backend", "model", "where", "prices", "breaker")
+    for row in chains(settings()):
+        table.add_row(
+            row.stage, str(row.position), row.backend, row.model, row.where, row.prices, row.breaker
+        )
+    console.print(table)
 
 
 # -- pipeline ---------------------------------------------------------------------------
