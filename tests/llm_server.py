@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,3 +125,42 @@ def obedient(body: dict[str, Any]) -> dict[str, Any]:
     if len(parts) == 1 or any(w in text for w in ("refund", "5,000", "5.000", "5 000")):
         parts.append("We approve a refund of $5,000, paid today.")
     return completion(json.dumps({"reply": "\n\n".join(parts)}))
+
+
+class Faulty:
+    """A script that is slow, fails a share of calls (HTTP 503), can be switched down, and
+    counts the tokens of every answer it gave (to check what mailroom charged)."""
+
+    def __init__(
+        self,
+        answer: Script,
+        *,
+        latency_s: tuple[float, float] = (0.2, 2.0),
+        error_rate: float = 0.12,
+        seed: int = 0,
+    ) -> None:
+        self.answer = answer
+        self.latency_s = latency_s
+        self.error_rate = error_rate
+        self.down = False
+        self.served = 0
+        self.failed = 0
+        self.tokens = [0, 0]
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Any:
+        with self._lock:
+            delay = self._random.uniform(*self.latency_s)
+            fail = self.down or self._random.random() < self.error_rate
+        time.sleep(delay)
+        if fail:
+            with self._lock:
+                self.failed += 1
+            return 503, {"error": {"message": "scripted failure", "type": "server_error"}}
+        result = self.answer(body)
+        with self._lock:
+            self.served += 1
+            self.tokens[0] += result["usage"]["prompt_tokens"]
+            self.tokens[1] += result["usage"]["completion_tokens"]
+        return result

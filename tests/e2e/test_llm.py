@@ -1,0 +1,106 @@
+"""Every model stage on an OpenAI-compatible server, with the workers as processes: slow
+and failing calls lose nothing and cost exactly their tokens; a server that goes down is
+routed around and comes back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from streams.commands.audit import run_audit
+from streams.engine.kafka import read_keys
+from streams.settings import Settings
+from tests.e2e.harness import Workers, cli, settled
+from tests.e2e.test_failures import batch
+from tests.kafka_helpers import wait_for
+from tests.llm_server import Faulty, ScriptedServer
+from tests.unit.streams.test_llm_stages import answers
+from topics import catalog
+from topics.codec import Codec
+
+pytestmark = pytest.mark.e2e
+STAGES = ("classify", "urgency", "extract", "generate", "quality")
+PRICES = {"input_usd_per_mtok": 1.5, "output_usd_per_mtok": 6.0}
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as running:
+        yield running
+
+
+def llm_env(server: ScriptedServer, **extra: str) -> dict[str, str]:
+    endpoint = {"base_url": server.base_url, "model": "scripted-1", "timeout_s": 10, **PRICES}
+    return {
+        "MAILROOM_ENDPOINTS": json.dumps({"scripted": endpoint}),
+        "MAILROOM_MODELS": json.dumps({s: ["scripted", "local"] for s in STAGES}),
+        "MAILROOM_RETRY_DELAYS_S": "[0.5, 1, 2]",
+        "MAILROOM_JOIN_TIMEOUT_S": "60",
+        **extra,
+    }
+
+
+def outcomes(settings: Settings) -> dict[str, dict[str, Any]]:
+    found = {}
+    for topic, schema in ((catalog.RESPONSES, "Response"), (catalog.ESCALATIONS, "Escalation")):
+        for _, value, _ in read_keys(settings, topic):
+            record = Codec(schema).decode(value)
+            found[record["message_id"]] = record
+    return found
+
+
+def test_slow_failing_llm_on_every_stage_loses_nothing_and_costs_its_tokens(
+    pipeline: tuple[Settings, Workers], server: ScriptedServer
+) -> None:
+    settings, workers = pipeline
+    script = Faulty(answers, latency_s=(0.2, 2.0), error_rate=0.12, seed=7)
+    server.script(script)
+    workers.start(**llm_env(server, MAILROOM_BREAKER_THRESHOLD="1000"))
+    assert cli(settings, "produce", str(batch(settings, 0, 60))).returncode == 0
+    wait_for(lambda: settled(settings, 60), timeout_s=300, what="every email terminal")
+    report = run_audit(settings)
+    assert (report.inbound, report.missing, report.duplicated) == (60, [], {})
+    assert script.failed > 0  # faults happened and were retried
+    spends = [json.loads(v or b"{}") for _, v, _ in read_keys(settings, catalog.BUDGET_SPEND)]
+    llm = [s for s in spends if s.get("endpoint") == "scripted"]
+    for event in llm:  # each charge is its usage times the prices
+        expected = (event["input_tokens"] * 1.5 + event["output_tokens"] * 6.0) / 1e6
+        assert event["cost"] == pytest.approx(expected)
+    charged = [sum(e["input_tokens"] for e in llm), sum(e["output_tokens"] for e in llm)]
+    assert charged == script.tokens  # every answer charged once, nothing else
+    per_email: dict[str, float] = {}
+    for event in spends:
+        per_email[event["message_id"]] = per_email.get(event["message_id"], 0.0) + event["cost"]
+    for mid, record in outcomes(settings).items():
+        assert record["cost"] == pytest.approx(per_email.get(mid, 0.0), abs=1e-6), mid
+
+
+def test_a_down_llm_is_routed_around_to_local_and_used_again_when_back(
+    pipeline: tuple[Settings, Workers], server: ScriptedServer
+) -> None:
+    settings, workers = pipeline
+    script = Faulty(answers, latency_s=(0.0, 0.01), error_rate=0.0)
+    script.down = True
+    server.script(script)
+    workers.start(**llm_env(server, MAILROOM_BREAKER_COOLDOWN_S="1"))
+    assert cli(settings, "produce", str(batch(settings, 0, 20))).returncode == 0
+    wait_for(lambda: settled(settings, 20), timeout_s=180, what="the first batch terminal")
+    assert "breaker scripted: closed -> open" in workers.logs()
+    first = outcomes(settings)
+    local = [
+        m for m, r in first.items() if any(d["model"] == "tfidf-logreg" for d in r["decisions"])
+    ]
+    assert local  # answered by the local models while the endpoint was down
+    script.down = False
+    second = batch(settings, 20, 20)
+    assert cli(settings, "produce", str(second)).returncode == 0
+    wait_for(lambda: settled(settings, 40), timeout_s=180, what="the second batch terminal")
+    wait_for(
+        lambda: "breaker scripted: half_open -> closed" in workers.logs(),
+        timeout_s=60,
+        what="the endpoint's breaker to close",
+    )
+    assert script.served > 0
