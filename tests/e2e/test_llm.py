@@ -5,6 +5,7 @@ routed around and comes back."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,3 +105,32 @@ def test_a_down_llm_is_routed_around_to_local_and_used_again_when_back(
         what="the endpoint's breaker to close",
     )
     assert script.served > 0
+
+
+@pytest.mark.llm
+@pytest.mark.skipif(
+    not os.environ.get("MAILROOM_TEST_LLM_BASE_URL"), reason="MAILROOM_TEST_LLM_BASE_URL is not set"
+)
+def test_the_pipeline_on_a_real_llm_endpoint_when_one_is_given(
+    pipeline: tuple[Settings, Workers],
+) -> None:
+    """Set MAILROOM_TEST_LLM_BASE_URL (and _MODEL, and _API_KEY if it needs one)."""
+    base_url = os.environ["MAILROOM_TEST_LLM_BASE_URL"]
+    settings, workers = pipeline
+    endpoint = {
+        "base_url": base_url,
+        "model": os.environ.get("MAILROOM_TEST_LLM_MODEL", "default"),
+        "api_key_env": "MAILROOM_TEST_LLM_API_KEY",
+        "timeout_s": 120,
+        "structured": os.environ.get("MAILROOM_TEST_LLM_STRUCTURED", "json_schema"),
+    }
+    workers.start(
+        MAILROOM_ENDPOINTS=json.dumps({"real": endpoint}),
+        MAILROOM_MODELS=json.dumps({s: ["real", "local"] for s in STAGES}),
+        MAILROOM_JOIN_TIMEOUT_S="600",
+    )
+    assert cli(settings, "produce", str(batch(settings, 0, 5))).returncode == 0
+    wait_for(lambda: settled(settings, 5), timeout_s=900, what="every email terminal")
+    spends = [json.loads(v or b"{}") for _, v, _ in read_keys(settings, catalog.BUDGET_SPEND)]
+    assert any(s.get("endpoint") == "real" for s in spends), "no call reached the endpoint"
+    assert run_audit(settings).duplicated == {}
