@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,22 @@ from topics.codec import Codec
 
 pytestmark = pytest.mark.e2e
 STAGES = ("classify", "urgency", "extract", "generate", "quality")
+#: How many emails the slow, failing run sends (1,000 for the figure in the closing note).
+COUNT = int(os.environ.get("MAILROOM_TEST_LLM_EMAILS", "60"))
+DATA = Path(__file__).resolve().parents[2] / "processors" / "data"
+
+
+def emails(settings: Settings, count: int) -> Path:
+    """``count`` sample emails (the bundled training set, cycled) with ids of their own."""
+    rows = [json.loads(line) for line in (DATA / "training.jsonl").read_text().splitlines()]
+    path = settings.data_dir / f"llm-{count}.jsonl"
+    with path.open("w") as handle:
+        for n in range(count):
+            row = {**rows[n % len(rows)], "message_id": f"<llm-{n}@example.com>"}
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
 PRICES = {"input_usd_per_mtok": 1.5, "output_usd_per_mtok": 6.0}
 
 
@@ -34,7 +51,13 @@ def server() -> Iterator[ScriptedServer]:
 
 
 def llm_env(server: ScriptedServer, **extra: str) -> dict[str, str]:
-    endpoint = {"base_url": server.base_url, "model": "scripted-1", "timeout_s": 10, **PRICES}
+    endpoint = {
+        "base_url": server.base_url,
+        "model": "scripted-1",
+        "timeout_s": 10,
+        "max_concurrency": 32,
+        **PRICES,
+    }
     return {
         "MAILROOM_ENDPOINTS": json.dumps({"scripted": endpoint}),
         "MAILROOM_MODELS": json.dumps({s: ["scripted", "local"] for s in STAGES}),
@@ -60,10 +83,10 @@ def test_slow_failing_llm_on_every_stage_loses_nothing_and_costs_its_tokens(
     script = Faulty(answers, latency_s=(0.2, 2.0), error_rate=0.12, seed=7)
     server.script(script)
     workers.start(**llm_env(server, MAILROOM_BREAKER_THRESHOLD="1000"))
-    assert cli(settings, "produce", str(batch(settings, 0, 60))).returncode == 0
-    wait_for(lambda: settled(settings, 60), timeout_s=300, what="every email terminal")
+    assert cli(settings, "produce", str(emails(settings, COUNT))).returncode == 0
+    wait_for(lambda: settled(settings, COUNT), timeout_s=300 + COUNT, what="every email terminal")
     report = run_audit(settings)
-    assert (report.inbound, report.missing, report.duplicated) == (60, [], {})
+    assert (report.inbound, report.missing, report.duplicated) == (COUNT, [], {})
     assert script.failed > 0  # faults happened and were retried
     spends = [json.loads(v or b"{}") for _, v, _ in read_keys(settings, catalog.BUDGET_SPEND)]
     llm = [s for s in spends if s.get("endpoint") == "scripted"]
@@ -72,6 +95,12 @@ def test_slow_failing_llm_on_every_stage_loses_nothing_and_costs_its_tokens(
         assert event["cost"] == pytest.approx(expected)
     charged = [sum(e["input_tokens"] for e in llm), sum(e["output_tokens"] for e in llm)]
     assert charged == script.tokens  # every answer charged once, nothing else
+    print(
+        f"\n{COUNT} emails on a 0.2-2 s, 12%-failing LLM: {report.describe()}\n"
+        f"LLM calls served {script.served}, failed {script.failed}; "
+        f"tokens charged {charged}, served {script.tokens}; "
+        f"cost {sum(e['cost'] for e in llm):.6f} USD"
+    )
     per_email: dict[str, float] = {}
     for event in spends:
         per_email[event["message_id"]] = per_email.get(event["message_id"], 0.0) + event["cost"]
