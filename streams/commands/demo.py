@@ -21,6 +21,7 @@ from rich.table import Table
 from streams.commands.admin import admin_client, create_topics, groups_not_ready
 from streams.commands.audit import run_audit
 from streams.commands.broker import EmbeddedBroker
+from streams.commands.llm import LocalLLM
 from streams.commands.produce import produce_emails
 from streams.engine.kafka import read_keys
 from streams.settings import Settings
@@ -55,10 +56,37 @@ def demo_emails(run: str) -> list[dict[str, Any]]:
 
 
 def run_demo(
-    settings: Settings, console: Console, *, faults: str = "", timeout_s: float = 600.0
+    settings: Settings,
+    console: Console,
+    *,
+    faults: str = "",
+    llm: bool = False,
+    count: int = 0,
+    timeout_s: float = 900.0,
 ) -> None:
     """Broker, topics, one worker; once the worker holds its partitions, the sample emails;
-    a progress bar until each is terminal; a summary measured from the first email sent."""
+    a progress bar until each is terminal; a summary measured from the first email sent.
+    ``llm``: every model stage on the local SmolLM2 server (a small batch by default)."""
+    local_llm = LocalLLM(settings.data_dir / "llm-server.log") if llm else None
+    if local_llm is not None:
+        with console.status("starting the local LLM server (SmolLM2-135M, llama.cpp)"):
+            local_llm.start()
+        console.print(f"LLM server on {local_llm.base_url}: every model stage asks it first")
+    try:
+        _run(settings, console, faults, local_llm, count or (6 if llm else 0), timeout_s)
+    finally:
+        if local_llm is not None:
+            local_llm.stop()
+
+
+def _run(
+    settings: Settings,
+    console: Console,
+    faults: str,
+    local_llm: LocalLLM | None,
+    count: int,
+    timeout_s: float,
+) -> None:
     broker = EmbeddedBroker(settings)
     started = broker.pid() is None
     began = time.monotonic()
@@ -81,6 +109,7 @@ def run_demo(
                     "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
                     "MAILROOM_DATA_DIR": str(settings.data_dir),
                     "MAILROOM_FAULTS": faults,
+                    **(local_llm.env() if local_llm is not None else {}),
                 },
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -92,7 +121,7 @@ def run_demo(
             f"worker running: every stage holds its partitions ({time.monotonic() - began:.1f}s)"
         )
         setup_tracing("mailroom-demo", settings.data_dir, enabled=settings.tracing)
-        emails = demo_emails(f"{int(time.time())}")
+        emails = demo_emails(f"{int(time.time())}")[: count or None]
         ids = {e["message_id"] for e in emails}
         produce_emails(settings, emails)
         terminal = wait_terminal(settings, console, worker, log_path, ids, timeout_s)

