@@ -27,7 +27,7 @@ from processors.models import (
     UrgencyResult,
 )
 from streams.models.llm import ChatBackend, Completion
-from streams.models.untrusted import delimiter, enclose, mask_pii, neutralise
+from streams.models.untrusted import MAX_CHARS, delimiter, enclose, mask_pii, neutralise
 from topics import catalog
 
 PROMPT_VERSION = 1
@@ -185,16 +185,19 @@ def prompt(
     body: str,
     *,
     send_pii: bool,
-    extra: str = "",
+    sections: dict[str, str] | None = None,
     **fields: str,
 ) -> Prompt:
-    """The stage's prompt around this email; ``extra`` (a draft to check) is data too."""
+    """The stage's prompt around this email. Only our own instructions and lists go into
+    the system message (``fields``); everything that comes from the email or from a
+    model's earlier answer (requests found, a draft, a checker's feedback) goes into
+    ``sections``, which are data like the email: cleaned and inside the delimiter."""
     boundary = delimiter()
     canary = f"canary-{secrets.token_hex(6)}"
     text = f"Subject: {subject}\n\n{body}"
-    if extra:
-        text += f"\n\n--- drafted reply ---\n{extra}"
-    text = neutralise(text)
+    for title, section in (sections or {}).items():
+        text += f"\n\n--- {title} ---\n{section}"
+    text = neutralise(text, limit=MAX_CHARS + 2000 * len(sections or {}))
     if not send_pii:
         text = mask_pii(text)
     system = template(stage).format(
@@ -251,23 +254,21 @@ class LLMTasks:
         return items, done
 
     async def generate(
-        self, chat: ChatBackend, request: DraftRequest, body: str
+        self, chat: ChatBackend, request: DraftRequest, body: str, previous: str = ""
     ) -> tuple[DraftResult, Completion[ReplyAnswer]]:
-        """The draft (with its prompt's canary and instructions) and what it took."""
-        wanted = "; ".join(f"{i.kind}: {i.text}" for i in request.action_items) or "nothing"
-        feedback = (
-            "The previous draft was sent back by the checker: " + "; ".join(request.feedback)
-            if request.feedback
-            else ""
-        )
+        """The draft (with its prompt's canary and instructions) and what it took.
+        ``previous``: on a revision, the last draft, its parameters and its feedback."""
+        wanted = "\n".join(f"- {i.kind}: {i.text}" for i in request.action_items) or "none"
+        sections = {"requests found in the email": wanted}
+        if previous:
+            sections["your previous draft and the checker's feedback"] = previous
         ask = prompt(
             "generate",
             request.subject,
             body,
             send_pii=chat.endpoint.send_pii,
+            sections=sections,
             category=request.category,
-            action_items=wanted,
-            feedback=feedback,
             customer_name=request.customer_name or "the customer",
         )
         done = await chat.structured(ReplyAnswer, ask.messages, temperature=request.temperature)
@@ -281,8 +282,7 @@ class LLMTasks:
             subject,
             body,
             send_pii=chat.endpoint.send_pii,
-            extra=draft,
-            action_items=wanted or "nothing",
+            sections={"requests found in the email": wanted or "none", "drafted reply": draft},
         )
         done = await chat.structured(QualityAnswer, ask.messages, temperature=self.temperature)
         answer = done.value

@@ -17,6 +17,7 @@ from streams.engine.records import Incoming, Output
 from streams.guard.gate import Fallback
 from streams.stages.calls import ModelCalls
 from streams.stages.ticket import (
+    Draft,
     Ticket,
     category_of,
     customer_name,
@@ -29,6 +30,20 @@ from streams.stages.ticket import (
 from topics import catalog
 
 PLAIN_TEMPLATE = "plain-template"
+
+
+def revising(last: Draft | None) -> str:
+    """For a revision: the last draft, the parameters it was made with, and its checker's
+    verdict, as the generator sees them."""
+    if last is None:
+        return ""
+    failed = ", ".join(last["failed"]) or "none"
+    feedback = "; ".join(last["feedback"]) or "none"
+    return (
+        f"Draft {last['iteration']} (temperature {last['temperature']}, model "
+        f"{last['model']}) scored {last['score'] or 0.0:.2f}. Failed: {failed}. "
+        f"Feedback: {feedback}.\n\n{last['text']}"
+    )
 
 
 def wanted(ticket: Ticket) -> str:
@@ -98,7 +113,7 @@ class Reply:
             ticket,
             lambda: generate_p.generate(request),
             fallback=Fallback(PLAIN_TEMPLATE, lambda: generate_p.generate_plain(request)),
-            llm=lambda chat: self.calls.tasks.generate(chat, request, body),
+            llm=lambda chat: self.calls.tasks.generate(chat, request, body, revising(last)),
             prompt_chars=len(request.subject) + len(body),
             began=began,
         )

@@ -212,3 +212,63 @@ async def test_over_real_sockets_against_a_scripted_server(server: ScriptedServe
     assert (done.input_tokens, done.output_tokens) == (321, 17)
     assert server.requests[0]["path"] == "/v1/chat/completions"
     assert server.requests[0]["body"]["temperature"] == 0.4
+
+
+async def test_a_revision_gets_its_last_draft_parameters_and_feedback_as_data() -> None:
+    from processors.models import ActionItem, DraftRequest
+    from streams.models.tasks import LLMTasks
+    from streams.stages.reply import revising
+
+    chat, seen = backend([ok('{"reply": "Dear Ana, ... The Support Team"}')])
+    last: Any = {
+        "iteration": 1,
+        "text": "Hi.",
+        "temperature": 0.9,
+        "model": "small-1",
+        "score": 0.41,
+        "failed": ["length", "action_items"],
+        "feedback": ["say what happens with the refund"],
+    }
+    request = DraftRequest(
+        "<a>", "billing", "Ana", "Charged twice",
+        (ActionItem("refund", "refund the duplicate charge"),), 2, 0.6,
+        ("say what happens with the refund",),
+    )  # fmt: skip
+    await LLMTasks().generate(chat, request, "I was charged twice.", revising(last))
+    system, user = seen[0]["messages"]
+    assert seen[0]["temperature"] == 0.6
+    assert "Draft 1 (temperature 0.9, model small-1) scored 0.41" in user["content"]
+    assert "Failed: length, action_items" in user["content"]
+    assert "say what happens with the refund" in user["content"]
+    assert "refund the duplicate charge" in user["content"]
+    for untrusted in ("say what happens", "duplicate charge", "Hi."):
+        assert untrusted not in system["content"]
+
+
+async def test_every_llm_call_is_a_span_with_the_genai_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from streams.models import llm
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(llm, "tracer", lambda: provider.get_tracer("test"))
+    chat, _ = backend([ok('{"level": 2, "reasons": []}', (12, 3))])
+    await chat.structured(Urgency, ASK, temperature=0.3)
+    (span,) = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == "small-1"
+    assert attributes["gen_ai.request.temperature"] == 0.3
+    assert attributes["gen_ai.request.max_tokens"] == 64
+    assert attributes["gen_ai.usage.input_tokens"] == 12
+    assert attributes["gen_ai.usage.output_tokens"] == 3
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert str(attributes["gen_ai.response.id"]).startswith("chatcmpl-")
+    assert "gen_ai.input.messages" not in attributes  # payloads only when asked

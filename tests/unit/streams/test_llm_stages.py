@@ -129,6 +129,7 @@ async def test_every_model_stage_answered_by_the_llm_costs_what_its_tokens_cost(
     for request in server.requests:  # the email is data in the user message, never system
         system, user = request["body"]["messages"]
         assert "INV-4411" not in system["content"]
+        assert "duplicate charge" not in system["content"]  # nor what models made of it
         assert "<<EMAIL-" in user["content"]
 
 
