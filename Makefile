@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: help setup demo test lint jaeger llm bench bench-quick clean
+.PHONY: help setup demo test lint jaeger llm eval bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ lint: $(STAMPS)/dev ## ruff, formatting and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+eval: $(STAMPS)/python ## answer quality on the public data in ../shared/data (banking77 so far)
+	$(BIN)/python -m ops.eval
 
 # redis-server: the broker of the Celery peer in the benchmarks.
 $(STAMPS)/redis:

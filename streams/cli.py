@@ -103,15 +103,59 @@ def topics_list() -> None:
 # -- models -----------------------------------------------------------------------------
 @models_app.command("train")
 def models_train(
+    data: Annotated[Path | None, typer.Option(help="CSV or JSON lines of labelled tickets")] = None,
+    text: Annotated[str, typer.Option(help="the column with the text")] = "text",
+    label: Annotated[str, typer.Option(help="the column with the label")] = "category",
+    taxonomy_out: Annotated[
+        Path | None, typer.Option(help="write a categories section for the label set")
+    ] = None,
     force: Annotated[bool, typer.Option(help="retrain even if the artifact exists")] = False,
 ) -> None:
-    """Train the classifier on the bundled samples; cached by content hash in the data dir."""
-    from streams.models.local import train_classifier
+    """Train a classifier on your labelled tickets (--data), or the bundled one."""
+    from streams.models import trained as models
 
     began = time.monotonic()
-    path, trained = train_classifier(settings().data_dir, force=force)
-    word = f"trained in {time.monotonic() - began:.1f}s" if trained else "up to date"
-    console.print(f"classifier {word}: {path}")
+    if data is None:
+        from streams.models.local import train_classifier
+
+        path, fitted = train_classifier(settings().data_dir, force=force)
+        word = f"trained in {time.monotonic() - began:.1f}s" if fitted else "up to date"
+        console.print(f"classifier {word}: {path}")
+        return
+    pairs = models.read_rows(data, text, label)
+    model, fitted = models.train(settings().data_dir, pairs, force=force)
+    word = f"trained in {time.monotonic() - began:.1f}s" if fitted else "up to date"
+    console.print(f"model {model.id} {word}: {model.rows} rows, {len(model.labels)} labels")
+    if taxonomy_out is not None:
+        from streams.commands.models import taxonomy_section
+
+        taxonomy_out.write_text(taxonomy_section(model.labels))
+        console.print(f"categories section for {len(model.labels)} labels: {taxonomy_out}")
+
+
+@models_app.command("eval")
+def models_eval(
+    data: Annotated[Path, typer.Option(help="CSV or JSON lines of labelled tickets")],
+    text: Annotated[str, typer.Option(help="the column with the text")] = "text",
+    label: Annotated[str, typer.Option(help="the column with the label")] = "category",
+    model: Annotated[str | None, typer.Option(help="model id; default: trained last")] = None,
+    floor: Annotated[float, typer.Option(help="confidence floor for automation")] = 0.8,
+    as_json: Annotated[Path | None, typer.Option("--json", help="write the figures")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG: confusion matrix, reliability")] = None,
+) -> None:
+    """Evaluate a trained classifier on labelled tickets it has not seen."""
+    import json
+
+    from streams.commands.models import print_evaluation
+    from streams.models import trained as models
+
+    chosen = models.load(settings().data_dir, model)
+    evaluation = models.evaluate(chosen, models.read_rows(data, text, label), floor)
+    print_evaluation(console, chosen.id, evaluation)
+    if as_json is not None:
+        as_json.write_text(json.dumps(evaluation.as_json(), indent=1))
+    if plot is not None:
+        models.plot(evaluation, plot)
 
 
 @models_app.command("list")

@@ -3,16 +3,19 @@ with each backend's breaker state as a running worker reports it on its metrics 
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from processors import classify as classify_p
 from processors import extract as extract_p
 from processors import generate as generate_p
 from processors import quality as quality_p
 from processors import urgency as urgency_p
+from streams.models.trained import Evaluation
 from streams.settings import LOCAL, MODEL_STAGES, Settings
 
 LOCAL_MODELS = {
@@ -75,3 +78,54 @@ def chains(settings: Settings) -> list[Row]:
                 breaker = states.get(key, "closed (no call yet)")
             rows.append(Row(stage, n, backend, model, where, prices, breaker))
     return rows
+
+
+def print_evaluation(console: Any, model: str, evaluation: Evaluation) -> None:
+    """The figures of ``models eval`` as tables on the console."""
+    from rich.table import Table
+
+    console.print(
+        f"model {model}: accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}"
+    )
+    console.print(
+        f"at the confidence floor {evaluation.floor:g}: {evaluation.automated_share:.1%} "
+        f"automated, {evaluation.automated_accuracy:.4f} of those right"
+    )
+    per_class = Table("label", "precision", "recall", "f1", "support", title="per class")
+    for label, row in evaluation.per_class.items():
+        per_class.add_row(
+            label,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(int(row["support"])),
+        )
+    console.print(per_class)
+    if len(evaluation.labels) <= 12:
+        matrix = Table("true \\ predicted", *evaluation.labels, title="confusion matrix")
+        for label, counts in zip(evaluation.labels, evaluation.confusion, strict=True):
+            matrix.add_row(label, *(str(int(n)) for n in counts))
+        console.print(matrix)
+    else:
+        confused = Table("true", "predicted as", "times", title="most frequent confusions")
+        for true, predicted, count in evaluation.confusions:
+            confused.add_row(true, predicted, str(count))
+        console.print(confused)
+    reliability = Table("confidence", "predictions", "accuracy", title="calibration")
+    for low, high, accuracy, count in evaluation.calibration:
+        reliability.add_row(f"{low:.1f}-{high:.1f}", str(count), f"{accuracy:.3f}")
+    console.print(reliability)
+
+
+def taxonomy_section(labels: list[str]) -> str:
+    """The categories of a new label set, as a configuration section to edit."""
+    lines = ["# categories learned from the training data: describe each, choose its route", ""]
+    for label in labels:
+        words = label.replace("_", " ").replace("-", " ")
+        lines += [
+            f"[categories.{json.dumps(label)}]",
+            f"description = {json.dumps(words)}",
+            'route = "other"',
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""``make eval``: answer quality on public data nobody on the team wrote."""

@@ -1,0 +1,87 @@
+"""``mailroom models train|eval`` on a team's own labelled tickets, any label set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streams.commands.models import taxonomy_section
+from streams.models import trained as models
+
+ROWS = {
+    "billing": ["I was charged twice", "refund my payment", "my invoice is wrong",
+                "the price on my bill is too high", "cancel the duplicate charge"],
+    "login": ["I cannot log in", "password reset does not work", "my account is locked",
+              "two factor code never arrives", "login page shows an error"],
+    "shipping": ["my parcel never arrived", "where is my order", "the delivery is late",
+                 "tracking number does not work", "the package was damaged"],
+}  # fmt: skip
+
+
+def write_csv(path: Path, text: str = "text", label: str = "category") -> Path:
+    lines = [f"{text},{label}"] + [f'"{t}",{y}' for y, ts in ROWS.items() for t in ts]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_then_eval_on_any_label_set_by_content_hash(tmp_path: Path) -> None:
+    pairs = models.read_rows(write_csv(tmp_path / "t.csv"))
+    model, fitted = models.train(tmp_path, pairs)
+    assert fitted
+    assert model.labels == ["billing", "login", "shipping"]
+    again, fitted_again = models.train(tmp_path, pairs)
+    assert (again.id, fitted_again) == (model.id, False)  # same rows, same model
+    assert models.load(tmp_path).id == model.id  # the one trained last
+    evaluation = models.evaluate(model, pairs, floor=0.0)
+    assert evaluation.accuracy >= 0.9  # it learned its training rows
+    figures = evaluation.as_json()
+    assert set(figures) == {
+        "accuracy",
+        "macro_f1",
+        "per_class",
+        "automated_share",
+        "automated_accuracy",
+    }
+    assert set(figures["per_class"]["login"]) == {"precision", "recall", "f1", "support"}
+    assert figures["automated_share"] == 1.0  # floor 0: everything automated
+    assert sum(count for *_, count in evaluation.calibration) == len(pairs)
+    json.dumps(figures)
+
+
+def test_json_lines_and_other_column_names(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        "".join(json.dumps({"body": t, "queue": y}) + "\n" for y, ts in ROWS.items() for t in ts)
+    )
+    assert len(models.read_rows(path, text="body", label="queue")) == 15
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("text,category\n", "no rows"),
+        ("words,queue\nhello,a\n", "no column text, category"),
+        ("text,category\n,billing\nhi,\n", "empty text or category"),
+    ],
+)
+def test_bad_training_files_are_refused_with_what_is_wrong(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(models.TrainingDataError, match=problem):
+        models.read_rows(path)
+
+
+def test_too_few_examples_of_a_label_is_refused(tmp_path: Path) -> None:
+    pairs = [("charged twice", "billing")] * 5 + [("cannot log in", "login")]
+    with pytest.raises(models.TrainingDataError, match="at least 3 examples"):
+        models.train(tmp_path, pairs)
+
+
+def test_a_new_label_set_gets_a_categories_section() -> None:
+    section = taxonomy_section(["card_arrival", "pin_blocked"])
+    assert '[categories."card_arrival"]' in section
+    assert 'description = "pin blocked"' in section
