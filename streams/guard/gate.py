@@ -31,6 +31,7 @@ from streams.telemetry.tracing import tracer
 
 log = logging.getLogger("mailroom.guard")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Fallback(NamedTuple, Generic[T]):
@@ -106,35 +107,54 @@ class ModelGate:
                 return self._fallback(stage, usable, "breaker_open")
             metrics.MODEL_CALLS.labels(stage, model, "unavailable").inc()
             raise BreakerOpenError(f"{stage} model {model} is unavailable (breaker open)")
-        trial = breaker.state is State.HALF_OPEN
-        if trial:
-            await breaker.trial.acquire()
         attributes = {
             "mailroom.stage": stage,
             "mailroom.model": model,
             "mailroom.breaker": breaker.state.value,
             "mailroom.cost": cost,
         }
-        began = time.perf_counter()
+
+        async def run() -> T:
+            return fn()
+
         with tracer().start_as_current_span(f"model {stage}", attributes=attributes) as span:
             try:
-                await self.faults.before_call(stage)
-                result = fn()
-            except Exception as exc:  # any failure of the model counts against its breaker
-                breaker.failure()
-                message = error_summary(exc)
-                span.set_status(Status(StatusCode.ERROR, message))
-                self._observe(stage, model, began, "error", message_id, type(exc).__name__)
+                result = await self._through(stage, model, breaker, message_id, run)
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, error_summary(exc)))
                 raise
-            else:
-                breaker.success()
-            finally:
-                if trial:
-                    breaker.trial.release()
-        self._observe(stage, model, began, "ok", message_id)
         metrics.COST.labels(stage).inc(cost)
         event = self.budget.charge(stage, cost, message_id) if cost else None
         return Call(result, model, cost, event)
+
+    async def _through(
+        self,
+        stage: str,
+        name: str,
+        breaker: CircuitBreaker,
+        message_id: str,
+        fn: Callable[[], Awaitable[R]],
+    ) -> R:
+        """``fn`` through ``breaker`` and the fault injector: one trial call at a time
+        while half-open; every failure counts against the breaker, and is logged."""
+        trial = breaker.state is State.HALF_OPEN
+        if trial:
+            await breaker.trial.acquire()
+        began = time.perf_counter()
+        try:
+            await self.faults.before_call(stage)
+            result = await fn()
+        except Exception as exc:  # any failure of the model counts against its breaker
+            breaker.failure()
+            self._observe(stage, name, began, "error", message_id, type(exc).__name__)
+            raise
+        else:
+            breaker.success()
+        finally:
+            if trial:
+                breaker.trial.release()
+        self._observe(stage, name, began, "ok", message_id)
+        return result
 
     async def call_endpoint(
         self,
@@ -154,25 +174,9 @@ class ModelGate:
         if not breaker.allow():
             metrics.MODEL_CALLS.labels(stage, endpoint, "unavailable").inc()
             raise BreakerOpenError(f"{stage} endpoint {endpoint} is unavailable (breaker open)")
-        trial = breaker.state is State.HALF_OPEN
-        if trial:
-            await breaker.trial.acquire()
-        began = time.perf_counter()
-        try:
-            await self.faults.before_call(stage)
-            result, metered = await fn()
-        except Exception as exc:
-            breaker.failure()
-            self._observe(stage, endpoint, began, "error", message_id, type(exc).__name__)
-            raise
-        else:
-            breaker.success()
-        finally:
-            if trial:
-                breaker.trial.release()
+        result, metered = await self._through(stage, endpoint, breaker, message_id, fn)
         cost = metered.cost_usd
         tokens = (metered.input_tokens, metered.output_tokens)
-        self._observe(stage, endpoint, began, "ok", message_id)
         metrics.COST.labels(stage).inc(cost)
         metrics.LLM_TOKENS.labels(stage, metered.model, "input").inc(tokens[0])
         metrics.LLM_TOKENS.labels(stage, metered.model, "output").inc(tokens[1])
