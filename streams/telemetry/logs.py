@@ -158,7 +158,10 @@ def setup_logging(*, payloads: bool = False, level: int = logging.INFO) -> None:
 #: moves or loads: debug, not warnings.
 TRANSIENT = re.compile(
     r"Coordinator load in progress|[Nn]ot coordinator|COORDINATOR_LOAD_IN_PROGRESS|"
-    r"NOT_COORDINATOR|Leader not available|NOT_LEADER|retrying|Purging \d+ unserved events"
+    r"NOT_COORDINATOR|Leader not available|NOT_LEADER|retrying|Purging \d+ unserved events|"
+    # aiokafka while a group coordinator loads (every start) or moves
+    r"GroupCoordinatorNotAvailable|Marking the coordinator dead|"
+    r"is either not started or not valid"
 )
 #: A connection to a broker failed or broke, or a client retries because of it: counted
 #: while the cluster is unreachable (seen in a worker while its one broker was down for
@@ -168,7 +171,6 @@ CONNECTION_FAILED = re.compile(
     r"KafkaConnectionError|NodeNotReadyError|Connection at .* (?:broken|closed)|"
     r"[Aa]ll brokers are down|Broker transport failure|Unable to update metadata|"
     r"Failed fetch messages|Group Coordinator Request failed: (?:NodeNotReady|KafkaConnection)|"
-    r"Marking the coordinator dead|is either not started or not valid|"
     r"Heartbeat (?:send request failed|session expired|failed: )|Error sending \w+Request|"
     r"RequestTimedOutError|Connection reset|No route to host|Got error produce response"
 )
@@ -238,6 +240,10 @@ class Outages(logging.Filter):
                     record.msg = "kafka unreachable: %s (retrying; failures counted until back)"
                     record.args = (message,)
                     record.levelno, record.levelname = logging.WARNING, "WARNING"
+            elif record.levelno > logging.DEBUG and TRANSIENT.search(message):
+                # A coordinator loading or moving: the client retries; not news.
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                keep = logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         if over is not None:
             self._say_back(over, "a client found its group coordinator again")
         return keep

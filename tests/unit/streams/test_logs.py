@@ -170,3 +170,18 @@ def test_librdkafka_lines_go_through_python_logging_with_transient_ones_at_debug
     assert transient[1] == logging.DEBUG
     assert "rdkafka#producer-3 GETPID" in transient[2]
     assert fatal[1] == logging.ERROR
+
+
+def test_a_coordinator_still_loading_at_start_is_not_an_outage() -> None:
+    """Seen at every worker start: the group coordinator loads while 18 groups join."""
+    from streams.telemetry.logs import Outages
+
+    outages = Outages(logging.getLogger("test.outage.told"), quiet_s=60, settle_s=60)
+    client, lines = outage_loggers(outages)
+    client.error("Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError")
+    client.warning("Marking the coordinator dead (node 1)for group mailroom.route.retry.")
+    client.info("Discovered coordinator 1 for group mailroom.route.retry")
+    assert outages.down is None
+    assert [m for _, _, m in lines.lines] == [
+        "Discovered coordinator 1 for group mailroom.route.retry"
+    ]  # the retries went to debug, below the INFO the worker logs at
