@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import MailroomError
-from streams.settings import Endpoint
+from streams.settings import MODEL_STAGES, Endpoint
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 NAME = "smollm2"
-STAGES = ("classify", "urgency", "extract", "generate", "quality")
 
 
 class LocalLLMError(MailroomError):
@@ -87,7 +86,7 @@ class LocalLLM:
         endpoint = self.endpoint().model_dump()
         return {
             "MAILROOM_ENDPOINTS": json.dumps({NAME: endpoint}),
-            "MAILROOM_MODELS": json.dumps({stage: [NAME, "local"] for stage in STAGES}),
+            "MAILROOM_MODELS": json.dumps({stage: [NAME, "local"] for stage in MODEL_STAGES}),
         }
 
     def start(self, timeout_s: float = 120.0) -> None:

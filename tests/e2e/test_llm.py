@@ -14,7 +14,7 @@ import pytest
 
 from streams.commands.audit import run_audit
 from streams.engine.kafka import read_keys
-from streams.settings import Settings
+from streams.settings import MODEL_STAGES, Settings
 from tests.e2e.harness import Workers, cli, settled
 from tests.e2e.test_failures import batch
 from tests.kafka_helpers import wait_for
@@ -24,7 +24,6 @@ from topics import catalog
 from topics.codec import Codec
 
 pytestmark = pytest.mark.e2e
-STAGES = ("classify", "urgency", "extract", "generate", "quality")
 #: How many emails the slow, failing run sends (1,000 for the figure in the closing note).
 COUNT = int(os.environ.get("MAILROOM_TEST_LLM_EMAILS", "60"))
 DATA = Path(__file__).resolve().parents[2] / "processors" / "data"
@@ -60,7 +59,7 @@ def llm_env(server: ScriptedServer, **extra: str) -> dict[str, str]:
     }
     return {
         "MAILROOM_ENDPOINTS": json.dumps({"scripted": endpoint}),
-        "MAILROOM_MODELS": json.dumps({s: ["scripted", "local"] for s in STAGES}),
+        "MAILROOM_MODELS": json.dumps({s: ["scripted", "local"] for s in MODEL_STAGES}),
         "MAILROOM_RETRY_DELAYS_S": "[0.5, 1, 2]",
         "MAILROOM_JOIN_TIMEOUT_S": "60",
         **extra,
@@ -155,7 +154,7 @@ def test_the_pipeline_on_a_real_llm_endpoint_when_one_is_given(
     }
     workers.start(
         MAILROOM_ENDPOINTS=json.dumps({"real": endpoint}),
-        MAILROOM_MODELS=json.dumps({s: ["real", "local"] for s in STAGES}),
+        MAILROOM_MODELS=json.dumps({s: ["real", "local"] for s in MODEL_STAGES}),
         MAILROOM_JOIN_TIMEOUT_S="600",
     )
     assert cli(settings, "produce", str(batch(settings, 0, 5))).returncode == 0

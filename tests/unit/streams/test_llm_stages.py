@@ -16,7 +16,7 @@ from streams.guard.budget import Budget
 from streams.guard.faults import FaultInjector
 from streams.guard.gate import ModelGate
 from streams.models.local import LocalModels
-from streams.settings import BreakerPolicy, Settings
+from streams.settings import MODEL_STAGES, BreakerPolicy, Settings
 from streams.stages.calls import ModelCalls
 from streams.stages.registry import bind_stages
 from streams.stages.ticket import new_ticket
@@ -72,12 +72,11 @@ def settings_for(server: ScriptedServer, tmp_path: Path, **extra: Any) -> Settin
         "output_usd_per_mtok": 6.0,
         "max_output_tokens": 200,
     }
-    stages = ("classify", "urgency", "extract", "generate", "quality")
     return Settings(
         data_dir=tmp_path,
         tracing=False,
         endpoints={"scripted": endpoint},  # type: ignore[dict-item]
-        models={stage: ("scripted", "local") for stage in stages},
+        models={stage: ("scripted", "local") for stage in MODEL_STAGES},
         **extra,
     )
 
