@@ -27,7 +27,7 @@ URL = re.compile(
     re.IGNORECASE,
 )
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d ()./-]{6,}\d(?![\w.])")
+PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d ()./-]{6,}\d(?!\w|\.\d)")
 AMOUNT = re.compile(
     r"(?P<pre>[$€£¥]|\b(?:USD|EUR|GBP|CHF)\s?)?(?P<num>\d{1,3}(?:[,.\s]\d{3})*(?:[.,]\d{1,2})?|\d+)"
     r"(?P<post>\s?(?:USD|EUR|GBP|CHF|dollars?|euros?|pounds?)\b|\s?[$€£])?",

@@ -1,10 +1,38 @@
-"""Which language a text is in, from its most common words: enough to tell a reply that
-switched language from the email it answers. None when the text is too short or unclear."""
+"""Which language a text is in.
+
+``identify``: the email's language, with py3langid (a naive Bayes model over byte
+n-grams, 97 languages, its weights inside the wheel). ``detect``: from the most common
+words of seven languages, enough to tell a reply that switched language from the email it
+answers. Both say None when the text is too short or unclear.
+"""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import cache
+from typing import Any
+
+MIN_WORDS = 4
+MIN_PROBABILITY = 0.5
+
+
+@cache
+def _identifier() -> Any:
+    from py3langid import langid
+
+    return langid.LanguageIdentifier.from_modelpath(
+        langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True
+    )
+
+
+def identify(text: str) -> str | None:
+    """The ISO 639-1 code of ``text``'s language; None if too short or unclear."""
+    if len(re.findall(r"[^\W\d_]{2,}", text)) < MIN_WORDS:
+        return None
+    language, probability = _identifier().classify(text[:4000])
+    return str(language) if probability >= MIN_PROBABILITY else None
+
 
 STOPWORDS = {
     "en": "the and to of a in is you that it for your we this are with be on have not please "

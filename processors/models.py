@@ -63,6 +63,8 @@ class DraftRequest:
 @dataclass(frozen=True)
 class DraftResult:
     text: str
+    sources: tuple[str, ...] = ()  # ids of the vetted answers it is built on
+    relevance: float | None = None  # how well they match the email, 0..1
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class QualityRequest:
     action_items: tuple[ActionItem, ...]
     customer_email: str
     customer_name: str
+    allowed: tuple[str, ...] = ()  # the company's own addresses, phone, website
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class EscalationRequest:
     action_items: tuple[ActionItem, ...]
     draft_score: float | None
     proposed_reason: str | None = None
+    relevance: float | None = None  # of the vetted answers the best draft is built on
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Quality: a score in 0..1 and the criteria a draft failed, with feedback for a revision.
 
-Criteria (weights): every action item addressed (0.35), greeting (0.1), sign-off (0.1),
-length within bounds (0.15), no unfilled placeholder (0.1), no phrase banned by the brand
-guidelines (0.1), no other customer's data (0.1).
+Criteria (weights): greeting (0.1), sign-off (0.1), length within bounds (0.2), no unfilled
+placeholder (0.2), no phrase banned by the brand guidelines (0.2), no other customer's
+data (0.2). Whether the reply is relevant to the email and grounded in what the email and
+the vetted answers state is not weighed here: those are gates the reply stage applies on
+top (``processors.grounding``), whatever model wrote the draft or scored it.
 """
 
 from __future__ import annotations
@@ -11,23 +13,33 @@ import re
 from collections.abc import Iterable
 from importlib import resources
 
-from processors.generate import ITEM_LINES
 from processors.models import QualityRequest, QualityResult
 
 MODEL_NAME = "quality-rules"
 WEIGHTS = {
-    "action_items": 0.35,
     "greeting": 0.1,
     "sign_off": 0.1,
-    "length": 0.15,
-    "placeholder": 0.1,
-    "brand": 0.1,
-    "privacy": 0.1,
+    "length": 0.2,
+    "placeholder": 0.2,
+    "brand": 0.2,
+    "privacy": 0.2,
 }
-MIN_WORDS, MAX_WORDS = 20, 120
-GREETING = re.compile(r"^\s*(dear|hello|hi|good (morning|afternoon))\b", re.I)
-SIGN_OFF = re.compile(r"\b(regards|sincerely|best wishes|thank you),?\s*\n\s*\S+", re.I)
-PLACEHOLDER = re.compile(r"\{[^}]*\}|\[\[|\]\]|<(name|tel_num|acc_num|email)>|\bXXX+\b|TODO")
+MIN_WORDS, MAX_WORDS = 12, 300
+GREETING = re.compile(
+    r"^\s*(dear|hello|hi|good (morning|afternoon)|guten tag|hallo|liebe|lieber|bonjour|"
+    r"hola|estimad[oa]|buongiorno|gentile|beste|geachte)\b",
+    re.I,
+)
+SIGN_OFF = re.compile(
+    r"\b(regards|sincerely|best wishes|thank you|grüße|gruß|cordialement|saludos|"
+    r"cordiali saluti|groeten),?\s*\n\s*\S+",
+    re.I,
+)
+PLACEHOLDER = re.compile(
+    r"\{[^}]*\}|\[\[|\]\]|\[(name|company|phone|email)\]|<(name|tel_num|acc_num|email)>|"
+    r"\bXXX+\b|TODO",
+    re.I,
+)
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 REFERENCE = re.compile(r"\b(?:INV|ACC|ORD|TKT)-\d{3,}\b")
 
@@ -41,28 +53,10 @@ def brand_phrases() -> tuple[str, ...]:
     )
 
 
-def _item_addressed(kind: str, draft: str) -> bool:
-    marker = ITEM_LINES.get(kind, "")
-    anchor = {
-        "refund": "refund",
-        "cancel": "cancellation",
-        "invoice": "invoice",
-        "fix": "engineers",
-        "update_account": "updated your account",
-        "feature": "feature",
-        "callback": "call you",
-    }.get(kind, marker[:20])
-    return anchor.lower() in draft.lower()
-
-
 def check(request: QualityRequest, *, banned: Iterable[str] = ()) -> QualityResult:
     draft = request.draft
     failed: list[str] = []
     feedback: list[str] = []
-    missing = [i.kind for i in request.action_items if not _item_addressed(i.kind, draft)]
-    if missing:
-        failed.append("action_items")
-        feedback.extend(f"address action item: {kind}" for kind in missing)
     if not GREETING.match(draft):
         failed.append("greeting")
         feedback.append("start with a greeting")
@@ -81,9 +75,9 @@ def check(request: QualityRequest, *, banned: Iterable[str] = ()) -> QualityResu
     if used:
         failed.append("brand")
         feedback.extend(f"avoid the phrase: {p}" for p in used)
-    own = request.customer_email.lower()
+    own = {request.customer_email.lower(), *(a.lower() for a in request.allowed)}
     refs = {i.account_ref for i in request.action_items if i.account_ref}
-    foreign = [e for e in EMAIL.findall(draft) if e.lower() != own]
+    foreign = [e for e in EMAIL.findall(draft) if e.lower() not in own]
     foreign += [r for r in REFERENCE.findall(draft) if r not in refs]
     if foreign:
         failed.append("privacy")

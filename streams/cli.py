@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.commands.broker import EmbeddedBroker
+from streams.commands.kb import kb_app
 from streams.settings import Settings
 from topics.errors import MailroomError
 
@@ -28,13 +29,19 @@ models_app = typer.Typer(help="The models: local ones and LLM endpoints.", no_ar
 app.add_typer(models_app, name="models")
 dlq_app = typer.Typer(help="The dead-letter topics.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(kb_app, name="kb")
 
 console = Console()
 err = Console(stderr=True)
 
 
 def settings() -> Settings:
-    return Settings()
+    """The settings, and the route topics of their taxonomy."""
+    from topics import catalog
+
+    chosen = Settings()
+    catalog.configure_routes(chosen.taxonomy.routes)
+    return chosen
 
 
 # -- broker -----------------------------------------------------------------------------
@@ -127,9 +134,9 @@ def models_train(
     word = f"trained in {time.monotonic() - began:.1f}s" if fitted else "up to date"
     console.print(f"model {model.id} {word}: {model.rows} rows, {len(model.labels)} labels")
     if taxonomy_out is not None:
-        from streams.commands.models import taxonomy_section
+        from streams.taxonomy import categories_section
 
-        taxonomy_out.write_text(taxonomy_section(model.labels))
+        taxonomy_out.write_text(categories_section(model.labels))
         console.print(f"categories section for {len(model.labels)} labels: {taxonomy_out}")
 
 
@@ -368,10 +375,17 @@ def main(argv: list[str] | None = None) -> None:
     from streams.telemetry.logs import setup_cli_logging
 
     setup_cli_logging()  # `worker` switches to JSON lines
+    from pydantic import ValidationError
+
     try:
         app(args=argv, standalone_mode=True)
     except MailroomError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except ValidationError as exc:  # a MAILROOM_* variable that cannot be used
+        for problem in exc.errors():
+            where = "MAILROOM_" + "_".join(str(p) for p in problem["loc"]).upper()
+            err.print(f"[bold red]error:[/] {where}: {problem['msg']}", highlight=False)
         sys.exit(2)
 
 

@@ -17,7 +17,8 @@
     ├── TopicSetupError           a topic exists with a shape that disagrees with the catalog
     ├── ReplayError               a replay asked for something that cannot be done
     ├── DeliveryError             records Kafka did not acknowledge before the client gave up
-    └── IngestError               a file that is not an email, a mailbox or a table of emails
+    ├── IngestError               a file that is not an email, a mailbox or a table of emails
+    └── ModelMismatchError        a classifier whose labels are not the taxonomy's categories
 
 ``retriable`` is true exactly for what the retry tiers should try again: ``Unavailable``
 and its subclasses (and any exception that is not a ``MailroomError``: a bug may be
@@ -39,6 +40,7 @@ __all__ = [
     "IngestError",
     "InjectedFault",
     "MailroomError",
+    "ModelMismatchError",
     "Refused",
     "Rejected",
     "ReplayError",
@@ -110,3 +112,7 @@ class DeliveryError(MailroomError):
 
 class IngestError(MailroomError):
     """A file mailroom cannot read emails from."""
+
+
+class ModelMismatchError(MailroomError):
+    """A worker's classifier and its taxonomy disagree on the categories: it does not start."""

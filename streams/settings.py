@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from streams.taxonomy import Taxonomy, load_taxonomy
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -72,10 +78,51 @@ class Endpoint(BaseModel):
         ) / 1_000_000
 
 
+class ConfigFile(PydanticBaseSettingsSource):
+    """The settings ``mailroom.toml`` may hold (``[endpoints.<name>]``, ``[chains]``,
+    ``classifier``), below keyword arguments and ``MAILROOM_*`` variables."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once, in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.current_state.get("config") or os.environ.get("MAILROOM_CONFIG")
+        taxonomy = load_taxonomy(Path(path) if path else None)
+        found: dict[str, Any] = {}
+        if taxonomy.endpoints:
+            found["endpoints"] = taxonomy.endpoints
+        if taxonomy.chains:
+            found["models"] = taxonomy.chains
+        if taxonomy.classifier:
+            found["classifier"] = taxonomy.classifier
+        return found
+
+
 class Settings(BaseSettings):
     """Runtime settings. Construct with keyword arguments in tests, from the env otherwise."""
 
     model_config = SettingsConfigDict(env_prefix="MAILROOM_", frozen=True, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, ConfigFile(settings_cls))
+
+    # -- the team's taxonomy ------------------------------------------------------------
+    config: Path | None = Field(
+        default=None,
+        description="mailroom.toml: categories, policy, brand, knowledge base, models; "
+        "default: the sample company's",
+    )
+    classifier: str | None = Field(
+        default=None, description="id of a trained model (models train); default built-in"
+    )
 
     # -- connection -------------------------------------------------------------------
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -177,9 +224,20 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The taxonomy of ``config`` (checked when these settings were read)."""
+        return load_taxonomy(self.config)
+
     def chain(self, stage: str) -> tuple[str, ...]:
         """The backends of ``stage``'s model, tried in order."""
         return self.models.get(stage, (LOCAL,))
+
+    cascade: bool = Field(
+        default=True,
+        description="a cheap first pass decides which paid models an email needs: a "
+        "confident local classifier skips a paid one, an exact vetted answer a paid generator",
+    )
 
     reply_allow: tuple[str, ...] = Field(
         default=(),

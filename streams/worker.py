@@ -51,13 +51,19 @@ class Worker:
                 model, old.value, new.value
             ),
         )
-        self.models = LocalModels(self.settings.data_dir)
+        taxonomy = self.settings.taxonomy
+        catalog.configure_routes(taxonomy.routes)
+        self.models = LocalModels(self.settings.data_dir, taxonomy, self.settings.classifier)
         self.calls = ModelCalls(self.models, self.gate, self.settings)
         self.bindings = bind_stages(self.settings, self.calls)
 
     async def run(self, stop: asyncio.Event) -> None:
-        if "classify" in self.stages:
-            _ = self.models.classifier  # train or load now, not on the first email
+        if "classify" in self.stages or "join" in self.stages:
+            # Load now, not on the first email; a model whose labels are not the
+            # taxonomy's categories refuses to start here.
+            _ = self.models.classifier
+        if {"generate", "quality", "escalate"} & set(self.stages):
+            _ = self.models.kb
         if "join" in self.stages:
             self._check_join_timeout()
         producer = durable_async_producer(self.settings, f"{self.settings.app_id}-worker")

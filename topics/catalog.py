@@ -8,7 +8,7 @@ number across topics and the classifier/urgency join is co-partitioned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +18,10 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 EMAIL_PARTITIONS = 6
 
+#: The default taxonomy's categories; a ``mailroom.toml`` declares a team's own.
 CATEGORIES = ("billing", "technical", "account", "feature_request", "other")
+#: Where an email whose category has no route goes: this route always exists.
+OTHER = "other"
 URGENCY_LEVELS = ("critical", "high", "medium", "low")
 
 
@@ -58,52 +61,59 @@ RESPONSES = "responses"
 ESCALATIONS = "escalations"
 
 
-def route_topic(category: str) -> str:
-    """The router's output topic for a category (``emails.route.billing``, ...)."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}")
-    return f"emails.route.{category}"
+def route_topic(route: str) -> str:
+    """The router's output topic for a route (``emails.route.billing``, ...)."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; routes: {', '.join(ROUTES)}")
+    return f"emails.route.{route}"
 
 
-ROUTE_TOPICS = tuple(route_topic(c) for c in CATEGORIES)
-
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(INBOUND, "FeedbackEmail", "input", "customer emails, Avro or JSON"),
-    TopicSpec(
-        IGNORED,
-        "Ticket",
-        "terminal",
-        "no model spent: auto-replies, bounces, spam",
-        retention_ms=30 * DAY_MS,
-    ),
-    TopicSpec(ACCEPTED, "Ticket", "internal", "emails worth answering, fanned out to triage"),
-    TopicSpec(CLASSIFIED, "Ticket", "internal", "classifier half of the triage join"),
-    TopicSpec(SCORED, "Ticket", "internal", "urgency/sentiment half of the triage join"),
-    TopicSpec(TRIAGED, "Ticket", "internal", "category + urgency, ready to route"),
-    TopicSpec(ROUTE_CRITICAL, "Ticket", "internal", "critical urgency: straight to a human"),
-    *(
-        TopicSpec(route_topic(c), "Ticket", "internal", f"routed by category: {c}")
-        for c in CATEGORIES
-    ),
-    TopicSpec(EXTRACTED, "Ticket", "internal", "action items, amounts, dates, accounts"),
-    TopicSpec(DRAFTS_GENERATED, "Ticket", "internal", "a reply draft to check"),
-    TopicSpec(DRAFTS_REVISE, "Ticket", "internal", "checker feedback for the next draft"),
-    TopicSpec(DRAFTS_APPROVED, "Ticket", "internal", "a draft good enough to send"),
-    TopicSpec(ESCALATE, "Ticket", "internal", "a stage asks for a human, with a reason"),
-    TopicSpec(
-        JOIN_CHANGELOG, "Ticket", "internal", "triage-join state: halves waiting", compacted=True
-    ),
-    TopicSpec(
-        BUDGET_SPEND,
-        None,
-        "internal",
-        "cost events of paid model calls, by day",
-        partitions=1,
-        key="day",
-    ),
-    TopicSpec(RESPONSES, "Response", "terminal", "auto-sent replies", retention_ms=30 * DAY_MS),
-    TopicSpec(ESCALATIONS, "Escalation", "terminal", "the human queue", retention_ms=30 * DAY_MS),
-)
+def _topics(routes: tuple[str, ...]) -> tuple[TopicSpec, ...]:
+    return (
+        TopicSpec(INBOUND, "FeedbackEmail", "input", "customer emails, Avro or JSON"),
+        TopicSpec(
+            IGNORED,
+            "Ticket",
+            "terminal",
+            "no model spent: auto-replies, bounces, spam",
+            retention_ms=30 * DAY_MS,
+        ),
+        TopicSpec(ACCEPTED, "Ticket", "internal", "emails worth answering, fanned out to triage"),
+        TopicSpec(CLASSIFIED, "Ticket", "internal", "classifier half of the triage join"),
+        TopicSpec(SCORED, "Ticket", "internal", "urgency/sentiment half of the triage join"),
+        TopicSpec(TRIAGED, "Ticket", "internal", "category + urgency, ready to route"),
+        TopicSpec(
+            ROUTE_CRITICAL, "Ticket", "internal", "critical urgency or policy: straight to a person"
+        ),
+        *(
+            TopicSpec(f"emails.route.{r}", "Ticket", "internal", f"routed by category: {r}")
+            for r in routes
+        ),
+        TopicSpec(EXTRACTED, "Ticket", "internal", "action items, amounts, dates, accounts"),
+        TopicSpec(DRAFTS_GENERATED, "Ticket", "internal", "a reply draft to check"),
+        TopicSpec(DRAFTS_REVISE, "Ticket", "internal", "checker feedback for the next draft"),
+        TopicSpec(DRAFTS_APPROVED, "Ticket", "internal", "a draft good enough to send"),
+        TopicSpec(ESCALATE, "Ticket", "internal", "a stage asks for a human, with a reason"),
+        TopicSpec(
+            JOIN_CHANGELOG,
+            "Ticket",
+            "internal",
+            "triage-join state: halves waiting",
+            compacted=True,
+        ),
+        TopicSpec(
+            BUDGET_SPEND,
+            None,
+            "internal",
+            "cost events of paid model calls, by day",
+            partitions=1,
+            key="day",
+        ),
+        TopicSpec(RESPONSES, "Response", "terminal", "auto-sent replies", retention_ms=30 * DAY_MS),
+        TopicSpec(
+            ESCALATIONS, "Escalation", "terminal", "the human queue", retention_ms=30 * DAY_MS
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -127,22 +137,38 @@ class StageSpec:
         return f"{self.name}.dlq"
 
 
-STAGES: tuple[StageSpec, ...] = (
-    StageSpec("prefilter", (INBOUND,), (ACCEPTED, IGNORED)),
-    StageSpec("classify", (ACCEPTED,), (CLASSIFIED,)),
-    StageSpec("urgency", (ACCEPTED,), (SCORED,)),
-    StageSpec("join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE, JOIN_CHANGELOG)),
-    StageSpec("route", (TRIAGED,), (ROUTE_CRITICAL, *ROUTE_TOPICS)),
-    StageSpec("extract", ROUTE_TOPICS, (EXTRACTED,)),
-    StageSpec("generate", (EXTRACTED, DRAFTS_REVISE), (DRAFTS_GENERATED,)),
-    StageSpec("quality", (DRAFTS_GENERATED,), (DRAFTS_APPROVED, DRAFTS_REVISE, ESCALATE)),
-    StageSpec(
-        "escalate",
-        (ROUTE_CRITICAL, DRAFTS_APPROVED, ESCALATE),
-        (RESPONSES, ESCALATIONS),
-    ),
-)
+def _stages(route_topics: tuple[str, ...]) -> tuple[StageSpec, ...]:
+    return (
+        StageSpec("prefilter", (INBOUND,), (ACCEPTED, IGNORED)),
+        StageSpec("classify", (ACCEPTED,), (CLASSIFIED,)),
+        StageSpec("urgency", (ACCEPTED,), (SCORED,)),
+        StageSpec("join", (CLASSIFIED, SCORED), (TRIAGED, ESCALATE, JOIN_CHANGELOG)),
+        StageSpec("route", (TRIAGED,), (ROUTE_CRITICAL, *route_topics)),
+        StageSpec("extract", route_topics, (EXTRACTED,)),
+        StageSpec("generate", (EXTRACTED, DRAFTS_REVISE), (DRAFTS_GENERATED,)),
+        StageSpec("quality", (DRAFTS_GENERATED,), (DRAFTS_APPROVED, DRAFTS_REVISE, ESCALATE)),
+        StageSpec(
+            "escalate",
+            (ROUTE_CRITICAL, DRAFTS_APPROVED, ESCALATE),
+            (RESPONSES, ESCALATIONS),
+        ),
+    )
 
+
+def configure_routes(routes: Iterable[str]) -> None:
+    """Derive the route topics (and the stages that read and write them) from a
+    taxonomy's routes; ``other`` is always one. Called once per process, at start."""
+    global ROUTES, ROUTE_TOPICS, TOPICS, STAGES
+    ROUTES = tuple(dict.fromkeys([*routes, OTHER]))
+    ROUTE_TOPICS = tuple(f"emails.route.{r}" for r in ROUTES)
+    TOPICS = _topics(ROUTES)
+    STAGES = _stages(ROUTE_TOPICS)
+
+
+ROUTES: tuple[str, ...] = CATEGORIES
+ROUTE_TOPICS: tuple[str, ...] = tuple(f"emails.route.{r}" for r in ROUTES)
+TOPICS: tuple[TopicSpec, ...] = _topics(ROUTES)
+STAGES: tuple[StageSpec, ...] = _stages(ROUTE_TOPICS)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 

@@ -25,6 +25,7 @@ from processors import extract as extract_p
 from processors import generate as generate_p
 from processors import quality as quality_p
 from processors import urgency as urgency_p
+from processors.generate import Grounding, Words
 from processors.models import ActionItem, DraftRequest, Email, QualityRequest
 from processors.prefilter import prefilter
 from streams.models.local import LocalModels
@@ -99,9 +100,26 @@ class SlowModels:
             temperature=0.7,
             feedback=(),
         )
-        return generate_p.generate(request).text
+        kb, taxonomy = self.local.kb, self.local.taxonomy
+        if kb is None:
+            return ""
+        slots = {**taxonomy.company.slots(), "customer_name": request.customer_name}
+        grounding = [
+            Grounding(hit.answer.id, hit.answer.title, text, hit.relevance)
+            for hit in kb.search(f"{email['subject']}\n{email['body_text']}", k=3)
+            if hit.relevance >= taxonomy.kb.relevance_floor and (text := hit.answer.fill(slots))
+        ]
+        if not grounding:
+            return ""  # nothing vetted to answer with: a person writes
+        brand = taxonomy.brand
+        words = Words(brand.greeting, brand.anonymous_greeting, brand.sign_off)
+        return generate_p.generate(request, grounding, words).text
 
-    def quality(self, email: dict[str, Any], draft: str, items: list[dict[str, Any]]) -> float:
+    def quality(
+        self, email: dict[str, Any], draft: str, items: list[dict[str, Any]]
+    ) -> float | None:
+        if not draft:
+            return None
         self._slow("quality")
         sender = email["sender"]
         request = QualityRequest(

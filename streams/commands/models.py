@@ -3,7 +3,6 @@ with each backend's breaker state as a running worker reports it on its metrics 
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.error
 import urllib.request
@@ -115,17 +114,3 @@ def print_evaluation(console: Any, model: str, evaluation: Evaluation) -> None:
     for low, high, accuracy, count in evaluation.calibration:
         reliability.add_row(f"{low:.1f}-{high:.1f}", str(count), f"{accuracy:.3f}")
     console.print(reliability)
-
-
-def taxonomy_section(labels: list[str]) -> str:
-    """The categories of a new label set, as a configuration section to edit."""
-    lines = ["# categories learned from the training data: describe each, choose its route", ""]
-    for label in labels:
-        words = label.replace("_", " ").replace("-", " ")
-        lines += [
-            f"[categories.{json.dumps(label)}]",
-            f"description = {json.dumps(words)}",
-            'route = "other"',
-            "",
-        ]
-    return "\n".join(lines)

@@ -15,9 +15,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, create_model, field_validator
 
 from processors import extract as extract_p
+from processors.generate import Grounding
 from processors.models import (
     ActionItem,
     Classification,
@@ -28,16 +29,9 @@ from processors.models import (
 )
 from streams.models.llm import ChatBackend, Completion
 from streams.models.untrusted import MAX_CHARS, delimiter, enclose, mask_pii, neutralise
-from topics import catalog
+from streams.taxonomy import Taxonomy, Words, load_taxonomy
 
 PROMPT_VERSION = 1
-CATEGORY_HELP = {
-    "billing": "charges, invoices, refunds, payments, subscriptions and prices",
-    "technical": "something does not work: errors, crashes, outages, slowness, bugs",
-    "account": "logging in, passwords, profile data, closing or changing an account",
-    "feature_request": "asks for something the product does not do yet",
-    "other": "anything else",
-}
 KINDS = (*(kind for kind, _ in extract_p.KINDS), "other")
 CRITERIA = (
     "action_items",
@@ -67,15 +61,26 @@ def _at_most(limit: int, value: Any, what: str) -> Any:
 
 
 class ClassifyAnswer(BaseModel):
-    category: str = _one_of(catalog.CATEGORIES)
+    category: str
     confidence: float = Field(ge=0.0, le=1.0)
 
-    @field_validator("category")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in catalog.CATEGORIES:
-            raise ValueError(f"must be one of {', '.join(catalog.CATEGORIES)}")
+
+@cache
+def classify_answer(names: tuple[str, ...]) -> type[ClassifyAnswer]:
+    """The classifier's answer schema for a taxonomy: its category names, and no other."""
+
+    def known(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
         return value
+
+    model: type[ClassifyAnswer] = create_model(
+        "ClassifyAnswer",
+        __base__=ClassifyAnswer,
+        category=(str, _one_of(names)),
+        __validators__={"known": field_validator("category")(known)},
+    )
+    return model
 
 
 class UrgencyAnswer(BaseModel):
@@ -122,6 +127,9 @@ class ExtractAnswer(BaseModel):
 
 class ReplyAnswer(BaseModel):
     reply: str
+    sources: list[str] = Field(
+        default_factory=list, description="ids of the vetted answers the reply uses"
+    )
 
     @field_validator("reply")
     @classmethod
@@ -211,21 +219,24 @@ def prompt(
 class LLMTasks:
     """Each model step on a chat backend; results in the processors' own records."""
 
-    def __init__(self, *, temperature: float = 0.0) -> None:
+    def __init__(self, *, temperature: float = 0.0, taxonomy: Taxonomy | None = None) -> None:
         self.temperature = temperature
+        self.taxonomy = taxonomy or load_taxonomy()
 
     async def classify(
         self, chat: ChatBackend, subject: str, body: str
     ) -> tuple[Classification, Completion[ClassifyAnswer]]:
+        names = self.taxonomy.names
         ask = prompt(
             "classify",
             subject,
             body,
             send_pii=chat.endpoint.send_pii,
-            categories="\n".join(f"- {c}: {CATEGORY_HELP[c]}" for c in catalog.CATEGORIES),
-            category_names=", ".join(catalog.CATEGORIES),
+            categories="\n".join(f"- {c}: {self.taxonomy.description(c)}" for c in names),
+            category_names=", ".join(names),
         )
-        done = await chat.structured(ClassifyAnswer, ask.messages, temperature=self.temperature)
+        schema = classify_answer(names)
+        done = await chat.structured(schema, ask.messages, temperature=self.temperature)
         answer = done.value
         return Classification(
             answer.category, answer.confidence, {answer.category: answer.confidence}
@@ -254,25 +265,45 @@ class LLMTasks:
         return items, done
 
     async def generate(
-        self, chat: ChatBackend, request: DraftRequest, body: str, previous: str = ""
+        self,
+        chat: ChatBackend,
+        request: DraftRequest,
+        body: str,
+        previous: str = "",
+        grounding: list[Grounding] | None = None,
+        language: str = "en",
+        words: Words | None = None,
     ) -> tuple[DraftResult, Completion[ReplyAnswer]]:
         """The draft (with its prompt's canary and instructions) and what it took.
-        ``previous``: on a revision, the last draft, its parameters and its feedback."""
+        ``previous``: on a revision, the last draft, its parameters and its feedback;
+        ``grounding``: the vetted answers it may use (it names the ones it did)."""
         wanted = "\n".join(f"- {i.kind}: {i.text}" for i in request.action_items) or "none"
         sections = {"requests found in the email": wanted}
+        for g in grounding or []:
+            sections[f"vetted answer {g.id} ({g.title})"] = g.text
         if previous:
             sections["your previous draft and the checker's feedback"] = previous
+        words = words or self.taxonomy.brand
         ask = prompt(
             "generate",
             request.subject,
             body,
             send_pii=chat.endpoint.send_pii,
             sections=sections,
-            category=request.category,
+            category=self.taxonomy.description(request.category),
             customer_name=request.customer_name or "the customer",
+            company=self.taxonomy.company.name,
+            language=language,
+            sign_off=words.sign_off.replace("\n", " "),
+            guidelines=self.taxonomy.brand.guidelines or "polite, plain and brief",
         )
         done = await chat.structured(ReplyAnswer, ask.messages, temperature=request.temperature)
-        return PromptedDraft(done.value.reply.strip(), ask.canary, ask.system), done
+        given = {g.id: g.relevance for g in grounding or []}
+        used = tuple(dict.fromkeys(s for s in done.value.sources if s in given))
+        relevance = max((given[s] for s in used), default=None)
+        return PromptedDraft(
+            done.value.reply.strip(), used, relevance, ask.canary, ask.system
+        ), done
 
     async def quality(
         self, chat: ChatBackend, subject: str, body: str, draft: str, wanted: str

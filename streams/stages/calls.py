@@ -38,11 +38,12 @@ class ModelCalls:
     models: LocalModels
     gate: ModelGate
     settings: Settings = field(default_factory=Settings)
-    tasks: LLMTasks = field(default_factory=LLMTasks)
+    tasks: LLMTasks = field(init=False)
     backends: Backends = field(init=False)
 
     def __post_init__(self) -> None:
         self.backends = Backends(self.settings)
+        self.tasks = LLMTasks(taxonomy=self.models.taxonomy)
 
     async def call(
         self,

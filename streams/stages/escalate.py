@@ -22,7 +22,9 @@ from processors.containment import check_reply
 from processors.models import EscalationDecision, EscalationRequest
 from streams.engine.kafka import read_to_end
 from streams.engine.records import Incoming, Output
+from streams.models.local import LocalModels
 from streams.settings import Settings
+from streams.stages.checks import gates
 from streams.stages.ticket import (
     best_draft,
     decision,
@@ -68,6 +70,7 @@ class TerminalLedger:
 @dataclass
 class Escalate:
     ledger: TerminalLedger
+    models: LocalModels
     policy: escalate_p.Policy = field(default_factory=escalate_p.Policy)
     allowed: tuple[str, ...] = ()
 
@@ -90,6 +93,7 @@ class Escalate:
                 action_items=items_of(ticket),
                 draft_score=best["score"] if best else None,
                 proposed_reason=ticket["escalation_reason"],
+                relevance=best["relevance"] if best else None,
             ),
             policy=self.policy,
         )
@@ -100,8 +104,12 @@ class Escalate:
                 email_text=f"{ticket['email']['subject']}\n{ticket['email']['body_text']}",
                 policy=reply_policy(self.policy, self.allowed, ticket),
             )
+            ungrounded = gates(self.models, ticket, best)
             if findings:
                 decided = EscalationDecision(False, "unsafe_reply", "; ".join(findings)[:300])
+            elif ungrounded:
+                detail = "; ".join(ungrounded)[:300]
+                decided = EscalationDecision(False, "no_grounded_answer", detail)
         ticket["decisions"].append(
             decision("escalate", escalate_p.MODEL_NAME, decided.reason, began, decided.detail)
         )

@@ -39,7 +39,10 @@ def bind_stages(settings: Settings, calls: ModelCalls) -> dict[str, Binding]:
     """Every stage of the catalog, bound to its handler and hooks; ``calls`` is the
     worker's models, gate and LLM backends, shared by its stages."""
     triage = Triage(calls, settings.max_email_bytes)
-    reply = Reply(calls, allowed=settings.reply_allow)
+    taxonomy = calls.models.taxonomy
+    policy = taxonomy.policy()
+    allowed = (*settings.reply_allow, *taxonomy.company.allowed())
+    reply = Reply(calls, policy=policy, allowed=allowed)
     ledger = TerminalLedger(settings)
     join = TriageJoin(settings, settings.join_timeout_s)
     bindings = {
@@ -52,7 +55,9 @@ def bind_stages(settings: Settings, calls: ModelCalls) -> dict[str, Binding]:
         "generate": Binding(reply.generate),
         "quality": Binding(reply.quality),
         "escalate": Binding(
-            Escalate(ledger, allowed=settings.reply_allow).handle, ledger.restore, ledger.revoke
+            Escalate(ledger, calls.models, policy=policy, allowed=allowed).handle,
+            ledger.restore,
+            ledger.revoke,
         ),
     }
     missing = set(catalog.STAGE_NAMES) ^ set(bindings)

@@ -10,12 +10,14 @@ from processors import escalate as escalate_p
 from processors import extract as extract_p
 from processors import generate as generate_p
 from processors import quality as quality_p
-from processors.containment import check_reply
+from processors.containment import ReplyPolicy, check_reply
+from processors.generate import Grounding, Words
 from processors.loop import LoopPolicy, next_step, temperature
 from processors.models import DraftRequest, QualityRequest
 from streams.engine.records import Incoming, Output
-from streams.guard.gate import Fallback
+from streams.settings import LOCAL
 from streams.stages.calls import ModelCalls
+from streams.stages.checks import gates
 from streams.stages.ticket import (
     Draft,
     Ticket,
@@ -28,8 +30,6 @@ from streams.stages.ticket import (
     reply_policy,
 )
 from topics import catalog
-
-PLAIN_TEMPLATE = "plain-template"
 
 
 def revising(last: Draft | None) -> str:
@@ -90,6 +90,26 @@ class Reply:
         ticket["decisions"].append(decision("extract", call.model, "ok", began, detail))
         return [out(catalog.EXTRACTED, ticket), *self.calls.spend(call)]
 
+    def grounding(self, ticket: Ticket) -> list[Grounding]:
+        """The vetted answers usable for this email, most relevant first: in its
+        language, at or above the relevance floor, every slot fillable."""
+        models = self.calls.models
+        if models.kb is None:
+            return []
+        kb = models.taxonomy.kb
+        email = ticket["email"]
+        slots = {**models.taxonomy.company.slots(), **slot_values(ticket)}
+        hits = models.kb.search(
+            f"{email['subject']}\n{email['body_text']}",
+            k=5,
+            languages=[language_of(ticket, kb.languages)],
+        )
+        usable = []
+        for hit in hits:
+            if hit.relevance >= kb.relevance_floor and (text := hit.answer.fill(slots)):
+                usable.append(Grounding(hit.answer.id, hit.answer.title, text, hit.relevance))
+        return usable
+
     async def generate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = decode(record.value)
@@ -97,6 +117,9 @@ class Reply:
         body = ticket["email"]["body_text"]
         last = ticket["drafts"][-1] if ticket["drafts"] else None
         temp = temperature(iteration, policy=self.loop)
+        taxonomy = self.calls.models.taxonomy
+        language = language_of(ticket, taxonomy.kb.languages)
+        words = taxonomy.brand.words(language)
         request = DraftRequest(
             message_id=ticket["message_id"],
             category=category_of(ticket),
@@ -107,26 +130,50 @@ class Reply:
             temperature=temp,
             feedback=tuple(last["feedback"]) if last else (),
         )
+        grounding = self.grounding(ticket)
+        paid = any(b != LOCAL for b in self.calls.settings.chain("generate"))
+        if language not in taxonomy.kb.languages and not paid:
+            return self.to_person(
+                ticket,
+                began,
+                "unsupported_language",
+                f"the email is in {language}; vetted answers exist in "
+                f"{', '.join(taxonomy.kb.languages)} and no LLM writes replies",
+            )
+        if not grounding and (self.calls.models.kb is not None or not paid):
+            return self.to_person(
+                ticket,
+                began,
+                "no_grounded_answer",
+                f"no vetted answer in {language} reaches relevance "
+                f"{taxonomy.kb.relevance_floor:.2f}",
+            )
+        exact = bool(grounding) and grounding[0].relevance >= taxonomy.kb.exact
+        cascade = paid and exact and self.calls.settings.cascade and iteration == 1
+        local_words = Words(words.greeting, words.anonymous_greeting, words.sign_off)
         call = await self.calls.call(
             "generate",
             generate_p.MODEL_NAME,
             ticket,
-            lambda: generate_p.generate(request),
-            fallback=Fallback(PLAIN_TEMPLATE, lambda: generate_p.generate_plain(request)),
-            llm=lambda chat: self.calls.tasks.generate(chat, request, body, revising(last)),
-            prompt_chars=len(request.subject) + len(body),
+            lambda: generate_p.generate(request, grounding, local_words),
+            llm=None
+            if cascade
+            else lambda chat: self.calls.tasks.generate(
+                chat, request, body, revising(last), grounding, language, words
+            ),
+            prompt_chars=len(request.subject) + len(body) + sum(len(g.text) for g in grounding),
             began=began,
         )
         if call is None:
             return [out(catalog.ESCALATE, ticket)]
         draft = call.result
         # What an LLM wrote is checked at once, with its prompt at hand; every draft is
-        # checked again by the decider before it is sent.
+        # checked again by the quality stage and the decider before it is sent.
         findings = (
             check_reply(
                 draft.text,
                 email_text=f"{request.subject}\n{body}",
-                policy=reply_policy(self.policy, self.allowed, ticket),
+                policy=self.reply_policy(ticket),
                 canary=getattr(draft, "canary", ""),
                 instructions=getattr(draft, "instructions", ""),
             )
@@ -143,15 +190,20 @@ class Reply:
                 "score": None,
                 "failed": [],
                 "feedback": [],
+                "sources": list(draft.sources),
+                "relevance": draft.relevance,
             }
         )
+        how = f"temperature {temp}; answers {', '.join(draft.sources) or 'none'}"
+        if cascade:
+            how += f"; cascade: vetted answer at {grounding[0].relevance:.2f}, no paid call"
         ticket["decisions"].append(
             decision(
                 "generate",
                 call.model,
                 f"draft {iteration}",
                 began,
-                f"temperature {temp}{self.calls.describe(call)}",
+                how + self.calls.describe(call),
             )
         )
         if findings:  # never sent, never even checked for quality: a person looks at it
@@ -160,18 +212,32 @@ class Reply:
             return [out(catalog.ESCALATE, ticket), *self.calls.spend(call)]
         return [out(catalog.DRAFTS_GENERATED, ticket), *self.calls.spend(call)]
 
+    def to_person(self, ticket: Ticket, began: float, reason: str, detail: str) -> list[Output]:
+        ticket["escalation_reason"] = reason
+        ticket["escalation_detail"] = detail
+        ticket["decisions"].append(
+            decision("generate", generate_p.MODEL_NAME, reason, began, detail)
+        )
+        return [out(catalog.ESCALATE, ticket)]
+
+    def reply_policy(self, ticket: Ticket) -> ReplyPolicy:
+        return reply_policy(self.policy, self.allowed, ticket)
+
     async def quality(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
         ticket = decode(record.value)
         draft = ticket["drafts"][-1]
         email = ticket["email"]
         sender = email["sender"]
-        request = QualityRequest(draft["text"], items_of(ticket), sender, customer_name(sender))
+        models = self.calls.models
+        request = QualityRequest(
+            draft["text"], items_of(ticket), sender, customer_name(sender), self.allowed
+        )
         call = await self.calls.call(
             "quality",
             quality_p.MODEL_NAME,
             ticket,
-            lambda: quality_p.check(request, banned=self.calls.models.banned_phrases),
+            lambda: quality_p.check(request, banned=models.banned_phrases),
             llm=lambda chat: self.calls.tasks.quality(
                 chat, email["subject"], email["body_text"], draft["text"], wanted(ticket)
             ),
@@ -181,22 +247,55 @@ class Reply:
         if call is None:
             return [out(catalog.ESCALATE, ticket)]
         result = call.result
-        draft["score"] = result.score
-        draft["failed"] = list(result.failed)
-        draft["feedback"] = list(result.feedback)
+        ungrounded = gates(models, ticket, draft)
+        score = 0.0 if ungrounded else result.score
+        draft["score"] = score
+        draft["failed"] = [*result.failed, *(["grounded"] if ungrounded else [])]
+        draft["feedback"] = [*result.feedback, *ungrounded][:8]
         earlier = [d["score"] or 0.0 for d in ticket["drafts"][:-1]]
         best = max(earlier, default=0.0)
-        step = next_step(result.score, ticket["iteration"], best, policy=self.loop)
-        failed = f" failed {','.join(result.failed)}" if result.failed else ""
+        step = next_step(score, ticket["iteration"], best, policy=self.loop)
+        if step == "revise" and ungrounded and not self.revisable(ticket):
+            step = "escalate"  # no other vetted answer to try, and no LLM to rewrite it
+        failed = f" failed {','.join(draft['failed'])}" if draft["failed"] else ""
         failed += self.calls.describe(call)
         ticket["decisions"].append(
-            decision("quality", call.model, step, began, f"score {result.score:.2f}{failed}")
+            decision("quality", call.model, step, began, f"score {score:.2f}{failed}")
         )
         spent = self.calls.spend(call)
         if step == "approve":
             return [out(catalog.DRAFTS_APPROVED, ticket), *spent]
         if step == "revise":
             return [out(catalog.DRAFTS_REVISE, ticket), *spent]
-        ticket["escalation_reason"] = "low_quality"
-        ticket["escalation_detail"] = f"best draft scored {max(best, result.score):.2f}"
+        grounded = [d for d in ticket["drafts"] if "grounded" not in d["failed"]]
+        if grounded:
+            ticket["escalation_reason"] = "low_quality"
+            ticket["escalation_detail"] = f"best draft scored {max(best, score):.2f}"
+        else:
+            ticket["escalation_reason"] = "no_grounded_answer"
+            ticket["escalation_detail"] = "; ".join(ungrounded)[:300]
         return [out(catalog.ESCALATE, ticket), *spent]
+
+    def revisable(self, ticket: Ticket) -> bool:
+        """Whether another draft can differ: an LLM rewrites, the composer takes the next
+        vetted answer (if there is one it has not used)."""
+        if any(b != LOCAL for b in self.calls.settings.chain("generate")):
+            return True
+        return len(self.grounding(ticket)) > ticket["iteration"]
+
+
+def language_of(ticket: Ticket, languages: tuple[str, ...]) -> str:
+    """The email's language; the knowledge base's first when it was too short to tell."""
+    return ticket["language"] or languages[0]
+
+
+def slot_values(ticket: Ticket) -> dict[str, str]:
+    """What the email itself gives a vetted answer's slots."""
+    values = {"customer_name": customer_name(ticket["email"]["sender"])}
+    for item in ticket["action_items"]:
+        if item["account_ref"] and "reference" not in values:
+            values["reference"] = item["account_ref"]
+        if item["amount"] is not None and "amount" not in values:
+            currency = f" {item['currency']}" if item["currency"] else ""
+            values["amount"] = f"{item['amount']:.2f}{currency}"
+    return values

@@ -72,6 +72,8 @@ class Draft(TypedDict):
     score: float | None
     failed: list[str]
     feedback: list[str]
+    sources: list[str]
+    relevance: float | None
 
 
 class Decision(TypedDict):
@@ -97,6 +99,7 @@ class Ticket(TypedDict):
     model_calls: int
     decisions: list[Decision]
     first_seen_at: int
+    language: str | None
 
 
 def now_ms() -> int:
@@ -119,6 +122,7 @@ def new_ticket(email: FeedbackEmail) -> Ticket:
         "model_calls": 0,
         "decisions": [],
         "first_seen_at": now_ms(),
+        "language": None,
     }
 
 

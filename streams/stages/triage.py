@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from processors import classify as classify_p
 from processors import urgency as urgency_p
+from processors.language import identify
 from processors.models import Email
 from processors.prefilter import prefilter
 from streams.engine.records import Incoming, Output
@@ -44,6 +45,7 @@ class Triage:
             )
         )
         ticket = new_ticket(email)
+        ticket["language"] = identify(f"{email['subject']}\n{result.text}")
         outcome = "accepted" if result.accepted else "ignored"
         ticket["decisions"].append(
             decision("prefilter", "prefilter-rules", outcome, began, result.reason)
@@ -112,16 +114,23 @@ class Triage:
         return [out(catalog.SCORED, ticket), *self.calls.spend(call)]
 
     async def route(self, record: Incoming) -> list[Output]:
-        """By urgency first (critical skips generation), then by category."""
+        """By urgency first (a level that goes to a person skips generation), then by the
+        category's route; a category without one goes to ``other``."""
         began = time.perf_counter()
         ticket = decode(record.value)
         level = ticket["urgency"]["level"] if ticket["urgency"] else None
         category = category_of(ticket)
+        taxonomy = self.calls.models.taxonomy
         if ticket["escalation_reason"]:
             topic, detail = catalog.ESCALATE, f"escalate: {ticket['escalation_reason']}"
-        elif level == "critical":
-            topic, detail = catalog.ROUTE_CRITICAL, "urgency critical: skip generation"
+        elif level in taxonomy.urgency.to_person:
+            topic, detail = catalog.ROUTE_CRITICAL, f"urgency {level}: skip generation"
+        elif category in taxonomy.escalation.always_human:
+            topic, detail = catalog.ROUTE_CRITICAL, f"category {category}: always a person"
         else:
-            topic, detail = catalog.route_topic(category), f"category {category}"
+            route = taxonomy.route_of(category)
+            if route not in catalog.ROUTES:
+                route = catalog.OTHER
+            topic, detail = catalog.route_topic(route), f"category {category}"
         ticket["decisions"].append(decision("route", "router", topic, began, detail))
         return [out(topic, ticket)]

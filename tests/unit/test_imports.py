@@ -19,7 +19,7 @@ LAYERS = (
     ("models",),
     ("guard",),
     ("engine",),
-    ("settings",),  # its client configurations carry telemetry's librdkafka logger
+    ("settings", "taxonomy"),  # its client configurations carry telemetry's librdkafka logger
     ("telemetry",),
     ("errors",),
 )

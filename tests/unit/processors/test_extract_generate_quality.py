@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from processors.errors import Rejected
 from processors.escalate import Policy, decide
 from processors.extract import extract
-from processors.generate import FILLER, generate
+from processors.generate import Grounding, Words, generate
 from processors.loop import LoopPolicy, next_step, temperature
 from processors.models import ActionItem, DraftRequest, EscalationRequest, QualityRequest
 from processors.quality import brand_phrases, check
@@ -57,49 +58,33 @@ REFUND = ActionItem("refund", "refund it", 49.0, "EUR", None, "INV-4411")
 FIX = ActionItem("fix", "app crashes")
 
 
-def request(
-    iteration: int = 1, feedback: tuple[str, ...] = (), temp: float = 0.2, mid: str = "<a@x>"
-) -> DraftRequest:
-    return DraftRequest(
-        mid, "billing", "Ana Ruiz", "Charged twice", (REFUND, FIX), iteration, temp, feedback
-    )
+GROUNDING = [
+    Grounding("double-charge", "Charged twice", "Our billing team will check the charge.", 0.7),
+    Grounding("invoice", "Corrected invoice", "We will send a corrected invoice.", 0.4),
+]
 
 
-def test_generate_is_deterministic_per_message_and_iteration() -> None:
-    assert generate(request()) == generate(request())
-    texts = {generate(request(mid=f"<{n}@x>", temp=0.9)).text for n in range(30)}
-    assert len(texts) > 3  # temperature varies the wording
+def request(iteration: int, name: str = "Ana Ruiz") -> DraftRequest:
+    return DraftRequest("<m@x>", "billing", name, "Charged twice", (REFUND,), iteration, 0.9)
 
 
-def test_a_cool_draft_addresses_every_item_and_passes() -> None:
-    draft = generate(request()).text
-    assert draft.startswith("Dear Ana,")
-    assert "49.00 EUR" in draft
-    assert "INV-4411" in draft
-    result = check(
-        QualityRequest(draft, (REFUND, FIX), "ana@example.com", "Ana Ruiz"), banned=brand_phrases()
-    )
-    assert result.failed == ()
-    assert result.score == 1.0
+def test_each_draft_is_built_on_the_answer_of_its_rank_and_names_it() -> None:
+    first = generate(request(1), GROUNDING, Words())
+    second = generate(request(2), GROUNDING, Words())
+    third = generate(request(3), GROUNDING, Words())
+    assert first.text.startswith("Dear Ana Ruiz,\n\nOur billing team will check the charge.")
+    assert first.text.endswith("Kind regards,\nThe Support Team")
+    assert (first.sources, first.relevance) == (("double-charge",), 0.7)
+    assert second.sources == ("invoice",)
+    assert "corrected invoice" in second.text
+    assert third.sources == ("invoice",)  # no third answer: the last one again
 
 
-def test_hot_drafts_fail_sometimes_and_feedback_repairs_them() -> None:
-    banned = brand_phrases()
-    repaired = 0
-    for n in range(40):
-        req = request(mid=f"<hot-{n}@x>", temp=0.9)
-        first = check(
-            QualityRequest(generate(req).text, (REFUND, FIX), "a@x", "Ana"), banned=banned
-        )
-        if first.score >= 0.85:
-            continue
-        second_req = request(iteration=2, feedback=first.feedback, temp=0.6, mid=f"<hot-{n}@x>")
-        second = check(
-            QualityRequest(generate(second_req).text, (REFUND, FIX), "a@x", "Ana"), banned=banned
-        )
-        assert second.score > first.score
-        repaired += 1
-    assert repaired >= 5
+def test_a_nameless_sender_gets_the_anonymous_greeting_and_no_grounding_no_draft() -> None:
+    words = Words("Guten Tag {customer_name},", "Guten Tag,", "Freundliche Grüße\nSupport")
+    assert generate(request(1, name=""), GROUNDING, words).text.startswith("Guten Tag,\n")
+    with pytest.raises(Rejected, match="no vetted answer"):
+        generate(request(1), [], Words())
 
 
 @pytest.mark.parametrize(
@@ -107,12 +92,12 @@ def test_hot_drafts_fail_sometimes_and_feedback_repairs_them() -> None:
     [
         (
             "Thanks. We have started the refund and our engineers are on it.",
-            {"greeting", "sign_off", "length"},
+            {"greeting", "sign_off"},
         ),
         (
             "Dear Ana,\n\n"
             + "We have started the refund. Our engineers are on it. "
-            + FILLER
+            + "We value every customer and every message. " * 60
             + "\n\nKind regards,\nSupport",
             {"length"},
         ),
@@ -121,11 +106,6 @@ def test_hot_drafts_fail_sometimes_and_feedback_repairs_them() -> None:
             " into it and we apologize for any inconvenience. Your colleague bo@corp.example "
             "also wrote about INV-9999 yesterday.\n\nKind regards,\nSupport",
             {"placeholder", "brand", "privacy"},
-        ),
-        (
-            "Dear Ana,\n\nThank you for your message. We will look into your request and come "
-            "back to you as soon as we can with an answer.\n\nKind regards,\nSupport",
-            {"action_items"},
         ),
     ],
 )

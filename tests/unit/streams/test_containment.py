@@ -13,6 +13,7 @@ from processors.containment import ReplyPolicy, check_reply
 from streams.models.untrusted import delimiter, enclose, neutralise
 from tests.injections import corpus
 from tests.llm_server import ScriptedServer, obedient
+from tests.taxonomies import sample_without_kb
 from tests.unit.streams.test_llm_stages import settings_for, through_pipeline
 from topics import catalog
 from topics.codec import Codec
@@ -118,7 +119,8 @@ async def test_an_obedient_model_gets_no_reply_sent_for_any_email_of_the_corpus(
 ) -> None:
     emails = corpus()
     assert len(emails) >= 60
-    settings = settings_for(server, tmp_path)
+    # No vetted answers: what the model writes is all there is, and code must catch it.
+    settings = settings_for(server, tmp_path, config=sample_without_kb(tmp_path))
     outcomes: dict[str, tuple[str, dict[str, Any]]] = {}
     for row in emails:
         email = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.engine.records import Incoming, Output
+from streams.engine.records import Output
 from streams.errors import EndpointUnavailable
 from streams.guard.budget import Budget
 from streams.guard.faults import FaultInjector
@@ -18,10 +18,11 @@ from streams.guard.gate import ModelGate
 from streams.models.local import LocalModels
 from streams.settings import MODEL_STAGES, BreakerPolicy, Settings
 from streams.stages.calls import ModelCalls
-from streams.stages.registry import bind_stages
+from streams.stages.inline import Inline
 from streams.stages.ticket import new_ticket
 from tests import samples
 from tests.llm_server import ScriptedServer, completion
+from tests.taxonomies import sample_without_kb
 from topics import catalog
 from topics.codec import Codec
 
@@ -82,26 +83,11 @@ def settings_for(server: ScriptedServer, tmp_path: Path, **extra: Any) -> Settin
 
 
 async def through_pipeline(settings: Settings, email: dict[str, Any]) -> list[Output]:
-    gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}), policy=settings.breaker)
-    calls = ModelCalls(LocalModels(settings.data_dir), gate, settings)
-    bindings = bind_stages(settings, calls)
-    readers: dict[str, list[str]] = {}
-    for spec in catalog.STAGES:
-        for topic in spec.inputs:
-            readers.setdefault(topic, []).append(spec.name)
-    inbound = Codec("FeedbackEmail", max_bytes=None).encode(email)
-    queue = [Output(catalog.INBOUND, inbound, email["message_id"].encode())]
-    written: list[Output] = []
+    pipeline = Inline(settings)
     try:
-        while queue:
-            output = queue.pop(0)
-            written.append(output)
-            for stage in readers.get(output.topic, ()):
-                record = Incoming(output.topic, 0, len(written), output.key, output.value, [], 0)
-                queue.extend(await bindings[stage].handler(record))
+        return await pipeline.run(email)
     finally:
-        await calls.backends.close()
-    return written
+        await pipeline.close()
 
 
 async def test_every_model_stage_answered_by_the_llm_costs_what_its_tokens_cost(
@@ -109,7 +95,9 @@ async def test_every_model_stage_answered_by_the_llm_costs_what_its_tokens_cost(
 ) -> None:
     server.script(answers)
     email = samples.email(5, sender="Ana <ana@example.com>", body_html=None, attachments=[])
-    written = await through_pipeline(settings_for(server, tmp_path), email)
+    # Every stage on the LLM: no cascade, and no vetted answers to ground the reply in.
+    settings = settings_for(server, tmp_path, cascade=False, config=sample_without_kb(tmp_path))
+    written = await through_pipeline(settings, email)
     (reply,) = [o for o in written if o.topic == catalog.RESPONSES]
     response = Codec("Response").decode(reply.value)
     assert response["body"] == REPLY

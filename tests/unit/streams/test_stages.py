@@ -115,7 +115,12 @@ async def test_one_email_through_every_stage_in_memory(tmp_path: Path) -> None:
     assert outcome.topic == catalog.RESPONSES
     response = Codec("Response").decode(outcome.value)
     assert response["recipient"] == email["sender"]  # from the email, never from a model
-    assert "INV-4411" in response["body"]
+    # Built on the vetted answer about double charges, between the brand's greeting and
+    # sign-off, and the decision path names it.
+    assert "Our billing team will compare the payments with your invoice" in response["body"]
+    assert response["body"].endswith("The Mailroom Cloud Support Team")
+    (generated,) = [d for d in response["decisions"] if d["stage"] == "generate"]
+    assert "answers double-charge" in generated["detail"]
     stages = [d["stage"] for d in response["decisions"]]
     assert stages[0] == "prefilter"
     assert stages[-1] == "escalate"
@@ -126,7 +131,7 @@ async def test_the_decider_checks_every_draft_before_it_is_sent(tmp_path: Path) 
     from streams.stages.escalate import Escalate, TerminalLedger
 
     settings = Settings(data_dir=tmp_path, tracing=False)
-    decide = Escalate(TerminalLedger(settings)).handle
+    decide = Escalate(TerminalLedger(settings), LocalModels(tmp_path)).handle
     ticket: Any = samples.ticket(9)
     ticket["action_items"] = []
     ticket["urgency"]["cues"] = []

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from streams.commands.models import taxonomy_section
 from streams.models import trained as models
 
 ROWS = {
@@ -79,9 +78,3 @@ def test_too_few_examples_of_a_label_is_refused(tmp_path: Path) -> None:
     pairs = [("charged twice", "billing")] * 5 + [("cannot log in", "login")]
     with pytest.raises(models.TrainingDataError, match="at least 3 examples"):
         models.train(tmp_path, pairs)
-
-
-def test_a_new_label_set_gets_a_categories_section() -> None:
-    section = taxonomy_section(["card_arrival", "pin_blocked"])
-    assert '[categories."card_arrival"]' in section
-    assert 'description = "pin blocked"' in section

@@ -51,5 +51,5 @@ def test_the_router_has_one_topic_per_category() -> None:
         "emails.route.critical",
         *(f"emails.route.{c}" for c in catalog.CATEGORIES),
     )
-    with pytest.raises(ValueError, match="unknown category"):
+    with pytest.raises(ValueError, match="unknown route"):
         catalog.route_topic("refunds")
