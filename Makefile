@@ -77,8 +77,12 @@ lint: $(STAMPS)/dev ## ruff, formatting and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-eval: $(STAMPS)/python ## answer quality on the public data in ../shared/data (banking77 so far)
-	$(BIN)/python -m ops.eval
+$(STAMPS)/eval: $(STAMPS)/python
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[eval]'
+	@touch $@
+
+eval: $(STAMPS)/eval ## answer quality on the public data in ../shared/data: one table, .eval/results.json
+	$(BIN)/python -m ops.eval $(ARGS)
 
 # redis-server: the broker of the Celery peer in the benchmarks.
 $(STAMPS)/redis:

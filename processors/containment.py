@@ -81,6 +81,7 @@ def check_reply(
         if address.lower() not in lowered_email and not _allowed(address.lower(), allowed):
             findings.append(f"an email address the email does not contain: {address}")
     email_digits = {_digits(p) for p in PHONE.findall(email_text)}
+    email_digits |= {_digits(a) for a in allowed if len(_digits(a)) >= 7}
     for phone in PHONE.findall(reply):
         digits = _digits(phone)
         if len(digits) >= 7 and digits not in email_digits and not _allowed(digits, allowed):

@@ -17,6 +17,12 @@ Search scores an email against each answer's questions (or title) and its text, 
 TF-IDF and WordLlama embeddings (weights in the wheel); the score, 0..1, is the relevance
 a reply built on the answer has. On the support tickets, embeddings raised ROUGE-L of the
 nearest answer against the agents' from 0.282 to 0.297 (60% most relevant of a 25% split).
+
+A knowledge base of answered tickets also teaches the order of the best few candidates: at
+index time each ticket asks for its own answer among the others', and a gradient-boosted
+regressor learns, from the match scores, how close (ROUGE-L) each candidate's answer comes
+to the one the agent sent. On the same split this raised ROUGE-L at 70% answered from 0.287
+to 0.299. The relevance a hit carries stays its match score.
 """
 
 from __future__ import annotations
@@ -44,21 +50,33 @@ SLOTS = (
 )
 #: Placeholders of exported tickets, as slots (PII masking of helpdesk exports).
 PLACEHOLDERS = {
-    r"<name>|\[name\]|<customer_name>|\{\{name\}\}": "{customer_name}",
-    r"<tel_num>|\[phone\]|<phone>": "{support_phone}",
-    r"<email>|\[email\]|<email_address>": "{support_address}",
-    r"<acc_num>|\[account\]|<account_number>": "{reference}",
-    r"<company>|\[company\]": "{company}",
+    r"(?<=dear )(?:<name>|\[(?:your |customer |customer's |recipient's )?name\])": "{customer_name}",
+    r"<name>|\[name\]|<customer_name>|\[customer(?: name)?\]|\{\{name\}\}": "{customer_name}",
+    r"<tel_num>|\[(?:your )?(?:tel[ _]?num(?:ber)?|phone(?: number)?|telephone_number)\]"
+    r"|<phone>|\{\{tel_num\}\}": "{support_phone}",
+    r"<email>|\[email(?: address)?\]|<email_address>": "{support_address}",
+    r"<acc_num>|<ref_num>|\[(?:acc_num|account(?:[ _]number)?)\]": "{reference}",
+    r"<company>|<organization>|\[company(?: name)?\]|\[(?:your|support team|assistant|support)"
+    r" (?:name|member)\]": "{company}",
+    r"<br\s*/?>": "\n",
 }
 GREETING = re.compile(
     r"^\s*(?:dear|hello|hi|hey|greetings|good (?:morning|afternoon))\b[^\n,]*,\s*", re.I
 )
 QUESTION_WEIGHT, ANSWER_WEIGHT, EMBEDDING_WEIGHT = 1.0, 0.5, 1.0
 NORMALISER = (QUESTION_WEIGHT + ANSWER_WEIGHT) * (1 + EMBEDDING_WEIGHT)
+CANDIDATES = 10  # the reranker orders this many
+RERANK_MIN = 50  # answers with questions needed to learn an order
+TOKEN = re.compile(r"[a-z0-9]+")
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 class KnowledgeError(Rejected):
     """A knowledge base that cannot be read, with the file and what is wrong."""
+
+
+def _slots(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 @dataclass(frozen=True)
@@ -73,13 +91,20 @@ class Answer:
 
     @property
     def slots(self) -> set[str]:
-        return {name for _, name, _, _ in string.Formatter().parse(self.text) if name}
+        return _slots(self.text)
 
     def fill(self, values: Mapping[str, str]) -> str | None:
-        """The text with its slots filled; None when a slot has no value."""
-        if not self.slots <= {k for k, v in values.items() if v}:
+        """The text with its slots filled. A sentence whose slot has no value is left out
+        (an answer's "your account <acc_num> ..." to an email that names none); None when
+        that would leave out half of the answer or more."""
+        known = {k: v for k, v in values.items() if v}
+        if self.slots <= set(known):
+            return self.text.format_map(known)
+        sentences = SENTENCE.split(self.text.strip())
+        kept = [s for s in sentences if _slots(s) <= set(known)]
+        if 2 * len(kept) <= len(sentences):
             return None
-        return self.text.format_map(dict(values))
+        return " ".join(s.format_map(known) for s in kept)
 
 
 def _entry(data: Mapping[str, Any], *, where: str, default_id: str) -> Answer:
@@ -158,12 +183,12 @@ def read_yaml(path: Path) -> list[Answer]:
 
 
 def as_slots(text: str) -> str:
-    """An exported ticket's answer as a vetted answer: braces escaped, masking placeholders
-    as slots, its own greeting dropped (the reply has one)."""
+    """An exported ticket's answer as a vetted answer: braces escaped, the helpdesk's
+    masking placeholders (``<name>``, ``[tel_num]``, ...) as slots."""
     text = text.replace("{", "{{").replace("}", "}}")
     for pattern, slot in PLACEHOLDERS.items():
-        text = re.sub(pattern, slot, text, flags=re.I)
-    return GREETING.sub("", text, count=1).strip()
+        text = re.sub(pattern.replace("{{", "{").replace("}}", "}"), slot, text, flags=re.I)
+    return text.strip()
 
 
 def read_tickets(
@@ -232,7 +257,14 @@ def read_source(
 
 
 def fingerprint(answers: Sequence[Answer]) -> str:
-    digest = hashlib.sha256()
+    """Names an index: its answers, this module (how it indexes), scikit-learn's version."""
+    import inspect
+    import sys
+
+    import sklearn
+
+    digest = hashlib.sha256(inspect.getsource(sys.modules[__name__]).encode())
+    digest.update(sklearn.__version__.encode())
     for a in answers:
         digest.update(json.dumps(a.__dict__, sort_keys=True, default=list).encode())
     return digest.hexdigest()[:16]
@@ -256,6 +288,10 @@ class Index:
     texts: Any = field(default=None, repr=False)
     question_vectors: Any = field(default=None, repr=False)
     text_vectors: Any = field(default=None, repr=False)
+    similar: Any = field(default=None, repr=False)  # answer x answer, TF-IDF cosine
+    reranker: Any = field(default=None, repr=False)
+    #: answered tickets: each one's relevance to its best *other* answer (held out)
+    held_out: list[float] = field(default_factory=list, repr=False)
 
     @classmethod
     def build(cls, answers: Sequence[Answer]) -> Index:
@@ -271,16 +307,28 @@ class Index:
         said = [a.text for a in answers]
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
         vectorizer.fit(asked + said)
-        return cls(
+        texts = vectorizer.transform(said)
+        index = cls(
             answers,
             fingerprint(answers),
             vectorizer,
             np.array(owners),
             vectorizer.transform(asked),
-            vectorizer.transform(said),
+            texts,
             _embed(asked),
             _embed(said),
+            (texts @ texts.T).toarray(),
         )
+        index.reranker = index._learn_order()
+        return index
+
+    def floor_for(self, share: float) -> float | None:
+        """The relevance floor at which ``share`` of the answered tickets would still find
+        a vetted answer among the others' (None for a hand-written knowledge base)."""
+        if not self.held_out:
+            return None
+        ranked = sorted(self.held_out, reverse=True)
+        return ranked[min(len(ranked) - 1, int(share * len(ranked)))]
 
     def get(self, ident: str) -> Answer | None:
         for a in self.answers:
@@ -288,8 +336,10 @@ class Index:
                 return a
         return None
 
-    def search(self, text: str, *, k: int = 5, languages: Iterable[str] | None = None) -> list[Hit]:
-        """The ``k`` most relevant answers (in ``languages``, if given), best first."""
+    def search(
+        self, text: str, *, k: int = 5, languages: Iterable[str] | None = None
+    ) -> list[Hit]:
+        """The ``k`` best answers (in ``languages``, if given), best first."""
         return self.search_many([text], k=k, languages=languages)[0]
 
     def search_many(
@@ -299,30 +349,103 @@ class Index:
 
         if not texts:
             return []
-        query = self.vectorizer.transform(list(texts))
-        embedded = _embed(list(texts))
-        by_question = (query @ self.questions.T).toarray() * QUESTION_WEIGHT
-        by_question += embedded @ self.question_vectors.T * EMBEDDING_WEIGHT * QUESTION_WEIGHT
-        by_text = (query @ self.texts.T).toarray() * ANSWER_WEIGHT
-        by_text += embedded @ self.text_vectors.T * EMBEDDING_WEIGHT * ANSWER_WEIGHT
-        # Each answer scores with its best question.
-        best = np.full((len(texts), len(self.answers)), -np.inf)
-        np.maximum.at(best.T, self.owners, by_question.T)
-        scores = (best + by_text) / NORMALISER
+        scores, every = self._scores(self.vectorizer.transform(list(texts)), _embed(list(texts)))
         if languages is not None:
             allowed = set(languages)
             scores[:, [a.language not in allowed for a in self.answers]] = -np.inf
         results = []
-        for row in scores:
-            top = np.argsort(-row)[:k]
+        for row, parts in zip(scores, every, strict=True):
+            top = [int(i) for i in np.argsort(-row)[:CANDIDATES] if np.isfinite(row[i])]
+            if self.reranker is not None and len(top) > 1:
+                predicted = self.reranker.predict(self._features(row, parts, top))
+                top = [top[i] for i in np.argsort(-predicted, kind="stable")]
             results.append(
-                [
-                    Hit(self.answers[i], round(float(max(row[i], 0.0)), 4))
-                    for i in top
-                    if np.isfinite(row[i])
-                ]
+                [Hit(self.answers[i], round(float(max(row[i], 0.0)), 4)) for i in top[:k]]
             )
         return results
+
+    def _scores(self, query: Any, embedded: Any) -> tuple[Any, list[tuple[Any, ...]]]:
+        """Relevance of every answer to every query (rows), 0..1, and its parts per row."""
+        import numpy as np
+
+        tfidf_q = (query @ self.questions.T).toarray()
+        embed_q = embedded @ self.question_vectors.T
+        by_question = (tfidf_q + embed_q * EMBEDDING_WEIGHT) * QUESTION_WEIGHT
+        tfidf_a = (query @ self.texts.T).toarray()
+        embed_a = embedded @ self.text_vectors.T
+        by_text = (tfidf_a + embed_a * EMBEDDING_WEIGHT) * ANSWER_WEIGHT
+        best = np.full((query.shape[0], len(self.answers)), -np.inf)
+        np.maximum.at(best.T, self.owners, by_question.T)  # each answer: its best question
+        tq = np.full_like(best, -np.inf)
+        np.maximum.at(tq.T, self.owners, tfidf_q.T)
+        eq = np.full_like(best, -np.inf)
+        np.maximum.at(eq.T, self.owners, embed_q.T)
+        parts = list(zip(tq, tfidf_a, eq, embed_a, strict=True))
+        return (best + by_text) / NORMALISER, parts
+
+    def _features(self, row: Any, parts: tuple[Any, ...], top: list[int]) -> Any:
+        import numpy as np
+
+        tq, ta, eq, ea = parts
+        lengths = np.log([len(self.answers[i].text.split()) + 1 for i in top])
+        central = self.similar[np.ix_(top, top)].mean(axis=1)
+        first = row[top[0]]
+        return np.column_stack(
+            [
+                row[top],
+                tq[top],
+                ta[top],
+                eq[top],
+                ea[top],
+                np.arange(len(top)),
+                central,
+                lengths,
+                np.full(len(top), first),
+                row[top] - first,
+            ]
+        )
+
+    def _learn_order(self) -> Any:
+        """From answered tickets: which of the best candidates comes closest to the answer
+        the agent sent. None for a hand-written knowledge base (or a small one)."""
+        import numpy as np
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        asked = [n for n, a in enumerate(self.answers) if a.questions]
+        if len(asked) < RERANK_MIN:
+            return None
+        questions = [self.answers[n].questions[0] for n in asked]
+        scores, every = self._scores(self.vectorizer.transform(questions), _embed(questions))
+        rows, targets = [], []  # type: ignore[var-annotated]
+        for own, row, parts in zip(asked, scores, every, strict=True):
+            row[own] = -np.inf  # its own answer is not a candidate
+            self.held_out.append(round(float(np.max(row)), 4))
+            top = [int(i) for i in np.argsort(-row)[:CANDIDATES] if np.isfinite(row[i])]
+            rows.append(self._features(row, parts, top))
+            truth = self.answers[own].text
+            targets.extend(rouge_l(self.answers[i].text, truth) for i in top)
+        model = HistGradientBoostingRegressor(
+            max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=0
+        )
+        return model.fit(np.vstack(rows), np.array(targets))
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 over lower-case word tokens (as the rouge-score package tokenizes)."""
+    a, b = TOKEN.findall(candidate.lower()), TOKEN.findall(reference.lower())
+    if not a or not b:
+        return 0.0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    lcs = previous[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
 
 
 def _embed(texts: list[str]) -> Any:
@@ -336,6 +459,11 @@ def _embed(texts: list[str]) -> Any:
 
 
 def compose(body: str, *, customer_name: str, greeting: str, anonymous: str, sign_off: str) -> str:
-    """A reply: the brand's greeting, the answer, the brand's sign-off."""
+    """A reply: the brand's greeting (unless the answer opens with its own), the answer,
+    the brand's sign-off; a brand without a greeting or sign-off sends the answer as it
+    was written."""
+    body = body.strip()
     hello = greeting.format(customer_name=customer_name) if customer_name else anonymous
-    return f"{hello}\n\n{body.strip()}\n\n{sign_off.strip()}"
+    if GREETING.match(body):
+        hello = ""
+    return "\n\n".join(part for part in (hello.strip(), body, sign_off.strip()) if part)

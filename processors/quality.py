@@ -53,14 +53,22 @@ def brand_phrases() -> tuple[str, ...]:
     )
 
 
-def check(request: QualityRequest, *, banned: Iterable[str] = ()) -> QualityResult:
+def check(
+    request: QualityRequest,
+    *,
+    banned: Iterable[str] = (),
+    greeting: bool = True,
+    sign_off: bool = True,
+) -> QualityResult:
+    """``greeting``/``sign_off``: whether the brand wants them (it may send its vetted
+    answers as they were written)."""
     draft = request.draft
     failed: list[str] = []
     feedback: list[str] = []
-    if not GREETING.match(draft):
+    if greeting and not GREETING.match(draft):
         failed.append("greeting")
         feedback.append("start with a greeting")
-    if not SIGN_OFF.search(draft):
+    if sign_off and not SIGN_OFF.search(draft):
         failed.append("sign_off")
         feedback.append("end with a sign-off")
     words = len(draft.split())

@@ -47,6 +47,13 @@ CUES: dict[str, re.Pattern[str]] = {
         re.I,
     ),
 }
+#: Words that make a breach a question about prevention, not an incident ("what measures
+#: do you take to prevent data breaches and unauthorized access?").
+PREVENTION = re.compile(
+    r"\b(prevent\w*|avoid\w*|against|protect\w*|safeguard\w*|measures|protocols?|"
+    r"polic(y|ies)|risks? of|compliance|secure|securing)\b",
+    re.I,
+)
 CRITICAL_CUES = {"outage", "legal_threat", "breach"}
 HIGH_CUES = {"deadline", "cancellation", "repeated_contact"}
 CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
@@ -67,6 +74,11 @@ def score_urgency(subject: str, body: str, *, sentiment: SentimentModel) -> Urge
     text = f"{subject}\n{body}"
     compound = float(sentiment.polarity_scores(text)["compound"])
     cues = [name for name, pattern in CUES.items() if pattern.search(text)]
+    if "breach" in cues and not any(
+        not PREVENTION.search(text[max(0, m.start() - 60) : m.start()])
+        for m in CUES["breach"].finditer(text)
+    ):
+        cues.remove("breach")
     if shouting(text):
         cues.append("shouting")
     found = set(cues)

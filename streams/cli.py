@@ -111,7 +111,7 @@ def topics_list() -> None:
 @models_app.command("train")
 def models_train(
     data: Annotated[Path | None, typer.Option(help="CSV or JSON lines of labelled tickets")] = None,
-    text: Annotated[str, typer.Option(help="the column with the text")] = "text",
+    text: Annotated[str, typer.Option(help="the text column(s), e.g. subject,body")] = "text",
     label: Annotated[str, typer.Option(help="the column with the label")] = "category",
     taxonomy_out: Annotated[
         Path | None, typer.Option(help="write a categories section for the label set")
@@ -143,7 +143,7 @@ def models_train(
 @models_app.command("eval")
 def models_eval(
     data: Annotated[Path, typer.Option(help="CSV or JSON lines of labelled tickets")],
-    text: Annotated[str, typer.Option(help="the column with the text")] = "text",
+    text: Annotated[str, typer.Option(help="the text column(s), e.g. subject,body")] = "text",
     label: Annotated[str, typer.Option(help="the column with the label")] = "category",
     model: Annotated[str | None, typer.Option(help="model id; default: trained last")] = None,
     floor: Annotated[float, typer.Option(help="confidence floor for automation")] = 0.8,

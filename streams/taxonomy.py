@@ -147,6 +147,14 @@ class Knowledge(_Section):
     languages: tuple[str, ...] = Field(default=("en",), min_length=1)
 
 
+class Cascade(_Section):
+    """The cheap first pass that decides which paid models an email needs (with
+    ``MAILROOM_CASCADE``): a local classification at least this sure skips a paid
+    classifier; a vetted answer at least ``[kb] exact`` relevant skips a paid generator."""
+
+    confidence: float = Field(default=0.8, ge=0.0, le=1.0)
+
+
 class Taxonomy(_Section):
     categories: tuple[Category, ...] = Field(min_length=1)
     urgency: Urgency = Urgency()
@@ -154,6 +162,7 @@ class Taxonomy(_Section):
     brand: Brand = Brand()
     company: Company = Company()
     kb: Knowledge = Knowledge()
+    cascade: Cascade = Cascade()
     classifier: str | None = Field(
         default=None, description="id of a model from `mailroom models train`; default built-in"
     )

@@ -33,6 +33,14 @@ def kb_index(
         f"knowledge base {built.index.id} {word}: {len(answers)} answers "
         f"({', '.join(languages)}) from {taxonomy.kb_source()} -> {built.path}"
     )
+    if built.index.held_out:
+        shares = "  ".join(
+            f"{share:.0%} at {built.index.floor_for(share):.3f}" for share in (0.5, 0.6, 0.7, 0.8)
+        )
+        console.print(
+            f"answered tickets that find another ticket's answer, by relevance floor: {shares} "
+            f"(now {taxonomy.kb.relevance_floor:.3f})"
+        )
 
 
 @kb_app.command("search")

@@ -30,7 +30,9 @@ class TrainingDataError(MailroomError):
 
 
 def read_rows(path: Path, text: str = "text", label: str = "category") -> list[tuple[str, str]]:
-    """(text, label) pairs from a CSV (with a header) or a JSON-lines file."""
+    """(text, label) pairs from a CSV (with a header) or a JSON-lines file; ``text`` may
+    name several columns (``subject,body``), joined by a line break as a worker joins an
+    email's subject and body."""
     if not path.exists():
         raise TrainingDataError(f"{path}: no such file")
     rows: list[dict[str, Any]]
@@ -45,13 +47,17 @@ def read_rows(path: Path, text: str = "text", label: str = "category") -> list[t
     if not rows:
         raise TrainingDataError(f"{path}: no rows")
     columns = set(rows[0])
-    missing = [c for c in (text, label) if c not in columns]
+    texts = [c.strip() for c in text.split(",") if c.strip()]
+    missing = [c for c in (*texts, label) if c not in columns]
     if missing:
         raise TrainingDataError(
             f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(columns))} "
             "(choose with --text and --label)"
         )
-    pairs = [(str(r[text] or "").strip(), str(r[label] or "").strip()) for r in rows]
+    pairs = [
+        ("\n".join(str(r[c] or "").strip() for c in texts).strip(), str(r[label] or "").strip())
+        for r in rows
+    ]
     kept = [(t, y) for t, y in pairs if t and y]
     if not kept:
         raise TrainingDataError(f"{path}: every row has an empty {text} or {label}")

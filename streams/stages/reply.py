@@ -230,15 +230,30 @@ class Reply:
         email = ticket["email"]
         sender = email["sender"]
         models = self.calls.models
+        brand = models.taxonomy.brand
         request = QualityRequest(
             draft["text"], items_of(ticket), sender, customer_name(sender), self.allowed
+        )
+        # The cascade: a vetted answer composed as written, that matches the email at the
+        # "exact" level, needs no paid judge; the code's checks below still apply.
+        vetted = (
+            self.calls.settings.cascade
+            and draft["model"] == generate_p.MODEL_NAME
+            and (draft["relevance"] or 0.0) >= models.taxonomy.kb.exact
         )
         call = await self.calls.call(
             "quality",
             quality_p.MODEL_NAME,
             ticket,
-            lambda: quality_p.check(request, banned=models.banned_phrases),
-            llm=lambda chat: self.calls.tasks.quality(
+            lambda: quality_p.check(
+                request,
+                banned=models.banned_phrases,
+                greeting=bool(brand.greeting or brand.anonymous_greeting),
+                sign_off=bool(brand.sign_off),
+            ),
+            llm=None
+            if vetted
+            else lambda chat: self.calls.tasks.quality(
                 chat, email["subject"], email["body_text"], draft["text"], wanted(ticket)
             ),
             prompt_chars=len(email["subject"]) + len(email["body_text"]) + len(draft["text"]),
@@ -259,6 +274,8 @@ class Reply:
             step = "escalate"  # no other vetted answer to try, and no LLM to rewrite it
         failed = f" failed {','.join(draft['failed'])}" if draft["failed"] else ""
         failed += self.calls.describe(call)
+        if vetted and any(b != LOCAL for b in self.calls.settings.chain("quality")):
+            failed += "; cascade: a vetted answer as written, checked in code, no paid call"
         ticket["decisions"].append(
             decision("quality", call.model, step, began, f"score {score:.2f}{failed}")
         )
@@ -291,7 +308,7 @@ def language_of(ticket: Ticket, languages: tuple[str, ...]) -> str:
 
 def slot_values(ticket: Ticket) -> dict[str, str]:
     """What the email itself gives a vetted answer's slots."""
-    values = {"customer_name": customer_name(ticket["email"]["sender"])}
+    values = {"customer_name": customer_name(ticket["email"]["sender"]) or "customer"}
     for item in ticket["action_items"]:
         if item["account_ref"] and "reference" not in values:
             values["reference"] = item["account_ref"]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from processors import classify as classify_p
 from processors import urgency as urgency_p
+from processors.errors import Rejected
 from processors.language import identify
-from processors.models import Email
+from processors.models import Classification, Email
 from processors.prefilter import prefilter
 from streams.engine.records import Incoming, Output
 from streams.guard.gate import Fallback
+from streams.settings import LOCAL
 from streams.stages.calls import ModelCalls
 from streams.stages.ticket import FeedbackEmail, category_of, decision, decode, new_ticket, out
 from topics import catalog
@@ -56,13 +59,19 @@ class Triage:
         began = time.perf_counter()
         ticket = decode(record.value)
         subject, body = ticket["email"]["subject"], ticket["email"]["body_text"]
+        model = self.calls.models.classifier
+
+        def local() -> Classification:
+            return classify_p.classify(subject, body, model=model)
+
+        sure = self.sure(local)
         call = await self.calls.call(
             "classify",
             classify_p.MODEL_NAME,
             ticket,
-            lambda: classify_p.classify(subject, body, model=self.calls.models.classifier),
+            (lambda: sure) if sure else local,
             fallback=Fallback(KEYWORD_RULES, lambda: classify_p.classify_keywords(subject, body)),
-            llm=lambda chat: self.calls.tasks.classify(chat, subject, body),
+            llm=None if sure else lambda chat: self.calls.tasks.classify(chat, subject, body),
             prompt_chars=len(subject) + len(body),
             began=began,
         )
@@ -75,11 +84,26 @@ class Triage:
                 "scores": result.scores,
             }
             detail = f"confidence {result.confidence:.3f}{self.calls.describe(call)}"
+            if sure:
+                detail += "; cascade: the local model is sure, no paid call"
             ticket["decisions"].append(
                 decision("classify", call.model, result.category, began, detail)
             )
         # Even unclassified, the ticket goes on: the join needs both halves.
         return [out(catalog.CLASSIFIED, ticket), *self.calls.spend(call)]
+
+    def sure(self, local: Callable[[], Classification]) -> Classification | None:
+        """The cascade's first pass: with a paid classifier in the chain, the local one
+        answers first, and its answer stands when it is sure enough."""
+        settings = self.calls.settings
+        if not settings.cascade or all(b == LOCAL for b in settings.chain("classify")):
+            return None
+        try:
+            first = local()
+        except Rejected:
+            return None
+        floor = self.calls.models.taxonomy.cascade.confidence
+        return first if first.confidence >= floor else None
 
     async def urgency(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors.grounding import ungrounded
-from processors.kb import Index, KnowledgeError, read_source
+from processors.kb import Answer, Index, KnowledgeError, read_source
 
 REFUND = """---
 title: Charged twice
@@ -107,14 +107,39 @@ def test_answered_tickets_become_answers_with_their_placeholders_as_slots(tmp_pa
         writer.writerow(["Hi", "Thanks!", "ok", "IT"])  # too short to be an answer
     (answer,) = read_source(path, question="subject,body", answer="answer", category="queue")
     assert answer.questions == ("VPN down\nThe VPN drops every hour.",)
-    assert answer.text == ("please restart the client; call us at {support_phone} if it persists.")
-    assert answer.categories == ("IT",)
-    assert answer.fill({"support_phone": "+1 555 0100"}) == (
-        "please restart the client; call us at +1 555 0100 if it persists."
+    assert answer.text == (
+        "Dear {customer_name}, please restart the client; call us at {support_phone} if it "
+        "persists."
     )
-    assert answer.fill({}) is None  # a slot without a value: not usable
+    assert answer.categories == ("IT",)
+    assert answer.fill({"support_phone": "+1 555 0100", "customer_name": "Ana"}) == (
+        "Dear Ana, please restart the client; call us at +1 555 0100 if it persists."
+    )
+    assert answer.fill({"customer_name": "Ana"}) is None  # a slot without a value: unusable
     with pytest.raises(KnowledgeError, match="no column reply"):
         read_source(path, question="body", answer="reply")
+
+
+def test_a_sentence_whose_slot_has_no_value_is_left_out_unless_that_is_half() -> None:
+    (answer,) = read_yaml_text(
+        "- id: a\n  text: We found the problem. Your account {reference} is fine. "
+        "We will write to you.\n"
+    )
+    assert answer.fill({}) == "We found the problem. We will write to you."
+    assert answer.fill({"reference": "ACC-1"}) == (
+        "We found the problem. Your account ACC-1 is fine. We will write to you."
+    )
+    (short,) = read_yaml_text("- id: b\n  text: Your account {reference} is fine. Bye.\n")
+    assert short.fill({}) is None
+
+
+def read_yaml_text(text: str) -> list[Answer]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kb.yaml"
+        path.write_text(text)
+        return read_source(path)
 
 
 def test_search_ranks_the_matching_answer_first_in_the_emails_language(tmp_path: Path) -> None:
