@@ -107,3 +107,46 @@ async def test_an_unsure_local_classifier_asks_the_paid_one(
     server, script = paid
     await run(server, tmp_path, True, 3, UNSURE)
     assert script.asked["classify"] == 1
+
+
+class Inventive(Paid):
+    """A paid generator that adds what no vetted answer says, or names an answer it was
+    not given."""
+
+    def __init__(self, reply: str, sources: list[str]) -> None:
+        super().__init__()
+        self.reply, self.sources = reply, sources
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["messages"][0]["content"].startswith("You write"):
+            self.asked["generate"] += 1
+            return completion(json.dumps({"reply": self.reply, "sources": self.sources}))
+        return super().__call__(body)
+
+
+@pytest.mark.parametrize(
+    ("reply", "sources", "finding"),
+    [
+        (
+            "Dear Ana,\n\nYou get a discount on your next invoice within 3 days.\n\n"
+            "Kind regards,\nSupport",
+            ["double-charge"],
+            "a number neither the email nor the answer states",
+        ),
+        (
+            "Dear Ana,\n\nOur billing team will check the payments.\n\nKind regards,\nSupport",
+            ["an-answer-it-was-not-given"],
+            "it names no vetted answer it is built on",
+        ),
+    ],
+)
+async def test_an_llm_reply_not_grounded_in_the_vetted_answers_goes_to_a_person(
+    tmp_path: Path, reply: str, sources: list[str], finding: str
+) -> None:
+    with ScriptedServer() as server:
+        script = Inventive(reply, sources)
+        server.script(script)
+        record = await run(server, tmp_path, False, 4, SURE)
+    assert record["reason"] == "no_grounded_answer"
+    assert finding in record["detail"]
+    assert script.asked["generate"] == 3  # every revision asked, none accepted

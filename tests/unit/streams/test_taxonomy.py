@@ -228,3 +228,12 @@ async def test_a_trained_model_and_the_taxonomy_route_and_escalate_an_email(
     assert "emails.extracted" not in topics  # no model spent on a reply
     assert escalation["category"] == "Returns and Exchanges"
     assert escalation["reason"] == "policy_category"
+
+
+def test_the_readmes_example_taxonomy_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    taxonomy = load_taxonomy(write(tmp_path, example))
+    assert taxonomy.names == ("Billing and Payments", "Legal")
+    assert taxonomy.escalation.always_human == ("Legal",)
+    assert taxonomy.chains == {"generate": ("gpt", "local")}
