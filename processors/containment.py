@@ -64,9 +64,15 @@ def check_reply(
     policy: ReplyPolicy = ReplyPolicy(),
     canary: str = "",
     instructions: str = "",
+    vetted: Iterable[str] = (),
 ) -> list[str]:
-    """Every reason ``reply`` must not be sent; empty when it may be."""
+    """Every reason ``reply`` must not be sent; empty when it may be. ``vetted``: the
+    answers a person wrote that the reply is built on; what they say (a link, an amount,
+    "if your loan was transferred") counts as said."""
     findings: list[str] = []
+    vetted_text = "\n".join(vetted)
+    language_of_email = email_text
+    email_text = f"{email_text}\n{vetted_text}"
     lowered_email = email_text.lower()
     allowed = [a.lower() for a in policy.allowed]
     if canary and canary in reply:
@@ -94,9 +100,11 @@ def check_reply(
             findings.append(f"an amount the email does not state: {text.strip()}")
         elif value > policy.refund_limit and PROMISE.search(reply):
             findings.append(f"it promises {text.strip()}, over the {policy.refund_limit:g} limit")
-    if claim := ACTION_CLAIM.search(reply):
-        findings.append(f"it claims an action no one took: {claim.group()!r}")
-    wrote, asked = detect(reply), detect(email_text)
+    claims = [c.group() for c in ACTION_CLAIM.finditer(reply)]
+    claims = [c for c in claims if c.lower() not in vetted_text.lower()]
+    if claims:
+        findings.append(f"it claims an action no one took: {claims[0]!r}")
+    wrote, asked = detect(reply), detect(language_of_email)
     if wrote and asked and wrote != asked:
         findings.append(f"it answers in {wrote}, the email is in {asked}")
     return findings

@@ -50,7 +50,9 @@ SLOTS = (
 )
 #: Placeholders of exported tickets, as slots (PII masking of helpdesk exports).
 PLACEHOLDERS = {
-    r"(?<=dear )(?:<name>|\[(?:your |customer |customer's |recipient's )?name\])": "{customer_name}",
+    r"(?<=dear )(?:<name>|\[(?:your |customer |customer's |recipient's )?name\])": (
+        "{customer_name}"
+    ),
     r"<name>|\[name\]|<customer_name>|\[customer(?: name)?\]|\{\{name\}\}": "{customer_name}",
     r"<tel_num>|\[(?:your )?(?:tel[ _]?num(?:ber)?|phone(?: number)?|telephone_number)\]"
     r"|<phone>|\{\{tel_num\}\}": "{support_phone}",
@@ -336,9 +338,7 @@ class Index:
                 return a
         return None
 
-    def search(
-        self, text: str, *, k: int = 5, languages: Iterable[str] | None = None
-    ) -> list[Hit]:
+    def search(self, text: str, *, k: int = 5, languages: Iterable[str] | None = None) -> list[Hit]:
         """The ``k`` best answers (in ``languages``, if given), best first."""
         return self.search_many([text], k=k, languages=languages)[0]
 

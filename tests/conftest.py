@@ -53,3 +53,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def catalog_routes() -> Iterator[None]:
+    """A test that runs stages with a taxonomy of its own changes the catalog's route
+    topics for the process (as a worker does once at start): put the sample's back."""
+    from topics import catalog
+
+    routes = catalog.ROUTES
+    yield
+    if routes != catalog.ROUTES:
+        catalog.configure_routes(routes)

@@ -71,10 +71,12 @@ def ticket(n: int = 1) -> dict[str, Any]:
                     "iteration": 1,
                     "text": "Dear customer, ...",
                     "temperature": 0.7,
-                    "model": "templates",
+                    "model": "kb-compose",
                     "score": 0.81,
                     "failed": ["length"],
                     "feedback": ["shorten"],
+                    "sources": ["double-charge"],
+                    "relevance": 0.66,
                 }
             ],
             "iteration": 1,

@@ -25,6 +25,7 @@ from streams.commands.llm import LocalLLM
 from streams.commands.produce import produce_emails
 from streams.engine.kafka import read_keys
 from streams.settings import Settings
+from streams.taxonomy import SAMPLE, load_taxonomy
 from streams.telemetry.tracing import setup_tracing, shutdown_tracing
 from topics import catalog
 from topics.codec import Codec
@@ -97,6 +98,10 @@ def _run(
         f"{settings.bootstrap_servers} ({time.monotonic() - began:.1f}s)"
     )
     worker = None
+    # The sample emails are written to the sample company: its taxonomy and knowledge
+    # base, whatever MAILROOM_CONFIG names for real work.
+    catalog.configure_routes(load_taxonomy(SAMPLE).routes)
+    environment = {k: v for k, v in os.environ.items() if k != "MAILROOM_CLASSIFIER"}
     try:
         result = create_topics(settings)
         console.print(f"topics: {len(result.created)} created, {len(result.existing)} existed")
@@ -105,7 +110,8 @@ def _run(
             worker = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker"],
                 env={
-                    **os.environ,
+                    **environment,
+                    "MAILROOM_CONFIG": str(SAMPLE),
                     "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
                     "MAILROOM_DATA_DIR": str(settings.data_dir),
                     "MAILROOM_FAULTS": faults,

@@ -24,7 +24,7 @@ from streams.engine.kafka import read_to_end
 from streams.engine.records import Incoming, Output
 from streams.models.local import LocalModels
 from streams.settings import Settings
-from streams.stages.checks import gates
+from streams.stages.checks import answer_texts, gates
 from streams.stages.ticket import (
     best_draft,
     decision,
@@ -103,6 +103,7 @@ class Escalate:
                 best["text"],
                 email_text=f"{ticket['email']['subject']}\n{ticket['email']['body_text']}",
                 policy=reply_policy(self.policy, self.allowed, ticket),
+                vetted=answer_texts(self.models, best["sources"]),
             )
             ungrounded = gates(self.models, ticket, best)
             if findings:

@@ -176,6 +176,7 @@ class Reply:
                 policy=self.reply_policy(ticket),
                 canary=getattr(draft, "canary", ""),
                 instructions=getattr(draft, "instructions", ""),
+                vetted=[g.text for g in grounding if g.id in draft.sources],
             )
             if call.endpoint
             else []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +44,6 @@ always_human = ["Returns and Exchanges"]
 name = "Acme"
 support_address = "help@acme.example"
 """
-
-
-@pytest.fixture(autouse=True)
-def default_routes() -> Iterator[None]:
-    yield
-    catalog.configure_routes(catalog.CATEGORIES)  # other tests expect the sample's topics
 
 
 def test_the_sample_taxonomy_is_the_default_and_derives_the_default_routes() -> None:
