@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.commands.broker import EmbeddedBroker
+from streams.commands.cluster import broker_app
 from streams.commands.kb import kb_app
 from streams.settings import Settings
 from topics.errors import MailroomError
@@ -21,7 +21,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-broker_app = typer.Typer(help="The embedded single-node Kafka (KRaft).", no_args_is_help=True)
 topics_app = typer.Typer(help="The topics of the pipeline.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
@@ -44,44 +43,6 @@ def settings() -> Settings:
     return chosen
 
 
-# -- broker -----------------------------------------------------------------------------
-@broker_app.command("start")
-def broker_start() -> None:
-    """Start the broker (fetching jars and formatting storage on first use)."""
-    broker = EmbeddedBroker(settings())
-    began = time.monotonic()
-    already = broker.pid() is not None
-    status = broker.start()
-    took = time.monotonic() - began
-    word = "already running" if already else f"started in {took:.1f}s"
-    console.print(
-        f"kafka {word}: 127.0.0.1:{status.port} (pid {status.pid}), data {status.data_dir}"
-    )
-
-
-@broker_app.command("fetch")
-def broker_fetch() -> None:
-    """Fetch the Kafka jars from Maven Central (a no-op when up to date)."""
-    lib = EmbeddedBroker(settings()).fetch_jars()
-    console.print(f"kafka jars in {lib}")
-
-
-@broker_app.command("stop")
-def broker_stop() -> None:
-    """Stop the broker: SIGTERM (controlled shutdown), then SIGKILL if it hangs."""
-    stopped = EmbeddedBroker(settings()).stop()
-    console.print("kafka stopped" if stopped else "kafka was not running")
-
-
-@broker_app.command("status")
-def broker_status() -> None:
-    """Say whether the broker runs, on which port, with which data dir."""
-    status = EmbeddedBroker(settings()).status()
-    console.print(status.describe())
-    if not status.running:
-        raise typer.Exit(3)
-
-
 # -- topics -----------------------------------------------------------------------------
 @topics_app.command("create")
 def topics_create() -> None:
@@ -92,6 +53,10 @@ def topics_create() -> None:
     console.print(f"created {len(result.created)} topics, {len(result.existing)} already existed")
     for name in result.created:
         console.print(f"  + {name}")
+    for difference in result.differences:
+        err.print(f"differs: {difference}", highlight=False)
+    if result.differences:
+        raise typer.Exit(1)
 
 
 @topics_app.command("list")
@@ -99,11 +64,16 @@ def topics_list() -> None:
     """List the topics with partitions and record counts."""
     from streams.commands.admin import list_topics
 
-    table = Table("topic", "partitions", "records", "catalog")
-    for info in list_topics(settings()):
-        table.add_row(
-            info.name, str(info.partitions), str(info.records), "yes" if info.in_catalog else ""
-        )
+    infos = list_topics(settings())
+    differs = any(info.differs for info in infos)
+    table = Table("topic", "partitions", "replicas", "records", "catalog")
+    table.columns[0].no_wrap = True
+    if differs:
+        table.add_column("differs from the catalog")
+    for info in infos:
+        row = [info.name, str(info.partitions), str(info.replication), str(info.records)]
+        row.append("yes" if info.in_catalog else "")
+        table.add_row(*row, *([info.differs] if differs else []))
     console.print(table)
 
 

@@ -140,6 +140,17 @@ class Settings(BaseSettings):
         "verbatim, aiokafka those it has an argument for (linger.ms -> linger_ms)",
     )
 
+    # -- topics -----------------------------------------------------------------------
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="replicas of each topic topics create makes; default: "
+        "the broker's default.replication.factor",
+    )
+    min_insync_replicas: int | None = Field(
+        default=None, ge=1, description="min.insync.replicas of each topic; default: the broker's"
+    )
+
     # -- naming -----------------------------------------------------------------------
     app_id: str = Field(
         default="mailroom",

@@ -24,6 +24,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive ports that are free now (a cluster's nodes)."""
+    for _ in range(200):
+        first = free_port()
+        socks = []
+        try:
+            for port in range(first, first + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
 
 from streams.commands.broker import partition_offsets, partitions_not_ready
 from streams.errors import TopicSetupError
@@ -19,6 +26,8 @@ from topics.catalog import TopicSpec, all_topics
 class CreateResult:
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    #: existing topics whose partitions or replication differ from what is wanted
+    differences: list[str] = field(default_factory=list)
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -34,27 +43,26 @@ def create_topics(
     present = admin.list_topics(timeout=timeout_s).topics
     result = CreateResult()
     wanted = []
+    replicas = settings.replication_factor or broker_replication(admin, timeout_s)
     for spec in specs:
         name = settings.topic(spec.name)
         if name in present:
-            have = len(present[name].partitions)
-            if have < spec.partitions:
-                raise TopicSetupError(
-                    f"topic {name} has {have} partitions, the catalog wants {spec.partitions}; "
-                    "add partitions with kafka-topics --alter (keys will move) or recreate it"
-                )
             result.existing.append(name)
+            result.differences.extend(differences(present[name], spec.partitions, replicas))
             continue
+        config = (
+            {"cleanup.policy": "compact"}
+            if spec.compacted
+            else {"retention.ms": str(spec.retention_ms)}
+        )
+        if settings.min_insync_replicas:
+            config["min.insync.replicas"] = str(settings.min_insync_replicas)
         wanted.append(
             NewTopic(
                 name,
                 num_partitions=spec.partitions,
-                replication_factor=-1,  # the broker's default.replication.factor
-                config=(
-                    {"cleanup.policy": "compact"}
-                    if spec.compacted
-                    else {"retention.ms": str(spec.retention_ms)}
-                ),
+                replication_factor=settings.replication_factor or -1,  # -1: the broker's
+                config=config,
             )
         )
     if not wanted:
@@ -74,6 +82,31 @@ def create_topics(
     return result
 
 
+def broker_replication(admin: AdminClient, timeout_s: float) -> int:
+    """The cluster's ``default.replication.factor`` (what ``-1`` at creation means)."""
+    metadata = admin.list_topics(timeout=timeout_s)
+    broker = str(min(metadata.brokers))
+    resource = ConfigResource(ResourceType.BROKER, broker)
+    configs = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result()
+    return int(configs["default.replication.factor"].value)
+
+
+def differences(topic: Any, partitions: int, replicas: int) -> list[str]:
+    """How an existing topic differs from what the catalog and settings want."""
+    found = []
+    name = topic.topic
+    if len(topic.partitions) != partitions:
+        found.append(
+            f"{name}: {len(topic.partitions)} partitions, the catalog wants {partitions} "
+            "(add partitions with kafka-topics --alter, keys will move, or recreate it)"
+        )
+    have = {len(p.replicas) for p in topic.partitions.values()}
+    if have and have != {replicas}:
+        shown = "/".join(str(n) for n in sorted(have))
+        found.append(f"{name}: replication {shown}, wanted {replicas}")
+    return found
+
+
 def wait_led(admin: AdminClient, names: list[str], timeout_s: float) -> None:
     """Wait until every partition of ``names`` serves requests (new topics take a moment)."""
     deadline = time.monotonic() + timeout_s
@@ -89,13 +122,15 @@ class TopicInfo:
     partitions: int
     records: int
     in_catalog: bool
+    replication: int = 0
+    differs: str = ""  # how it differs from the catalog and settings, if it does
 
 
 def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[TopicInfo]:
     """Topics of this deployment (its prefix), with partition and record counts."""
     admin = admin_client(settings)
     metadata = admin.list_topics(timeout=timeout_s)
-    catalog = {settings.topic(t.name) for t in all_topics(settings.retry_tiers)}
+    catalog = {settings.topic(t.name): t for t in all_topics(settings.retry_tiers)}
     prefix = settings.topic_prefix
     low = partition_offsets(
         admin, metadata, OffsetSpec.earliest(), timeout_s=timeout_s, prefix=prefix
@@ -103,13 +138,22 @@ def list_topics(settings: Settings, timeout_s: float = 10.0) -> list[TopicInfo]:
     high = partition_offsets(
         admin, metadata, OffsetSpec.latest(), timeout_s=timeout_s, prefix=prefix
     )
+    replicas = settings.replication_factor or broker_replication(admin, timeout_s)
     infos = []
     for name in sorted(metadata.topics):
         if name.startswith("__") or not name.startswith(prefix):
             continue
-        parts = metadata.topics[name].partitions
+        topic = metadata.topics[name]
+        parts = topic.partitions
         records = sum(max(0, high[(name, p)] - low[(name, p)]) for p in parts)
-        infos.append(TopicInfo(name, len(parts), records, name in catalog))
+        spec = catalog.get(name)
+        differs = (
+            "; ".join(d.split(": ", 1)[1] for d in differences(topic, spec.partitions, replicas))
+            if spec is not None
+            else ""
+        )
+        replication = max((len(p.replicas) for p in parts.values()), default=0)
+        infos.append(TopicInfo(name, len(parts), records, spec is not None, replication, differs))
     return infos
 
 

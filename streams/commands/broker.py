@@ -1,13 +1,15 @@
-"""The embedded broker: one real Apache Kafka node (KRaft, broker + controller) as a process.
+"""The embedded broker: real Apache Kafka nodes (KRaft, broker + controller) as processes.
 
 The jars come from Maven Central through ``ops/kafka/pom.xml`` (``fetch_jars``). The data
-directory holds everything the node owns, so topics and records survive stop/start::
+directory holds everything a node owns, so topics and records survive stop/start::
 
     <data_dir>/kafka/server.properties   rendered from ops/kafka/server.properties.template
     <data_dir>/kafka/log4j2.properties   broker logging -> <data_dir>/kafka/broker.log
     <data_dir>/kafka/logs/               the log segments (formatted on first start)
     <data_dir>/kafka/broker.pid          pid of the running JVM
     <data_dir>/kafka/stdout.log          what the JVM printed itself
+
+A cluster of N nodes is ``streams/commands/cluster.py``.
 
 Errors raised here are ``BrokerError`` with a message that says what to do.
 """
@@ -60,12 +62,16 @@ class BrokerStatus:
 
 
 class EmbeddedBroker:
-    """Start, stop and inspect the single-node Kafka of one data directory."""
+    """Start, stop and inspect one Kafka node of a data directory (node 1 of 1 by default)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, node: int = 1, nodes: int = 1) -> None:
         self.settings = settings
+        self.node, self.nodes = node, nodes
+        self.port = settings.broker_port + 2 * (node - 1)
+        self.controller_port = settings.controller_port + 2 * (node - 1)
         self.kafka_dir = (settings.kafka_dir or default_kafka_dir()).resolve()
-        self.home = (settings.data_dir / "kafka").resolve()
+        folder = "kafka" if nodes == 1 else f"kafka-{node}"
+        self.home = (settings.data_dir / folder).resolve()
         self.pid_file = self.home / "broker.pid"
         self.log_file = self.home / "broker.log"
         self.stdout_file = self.home / "stdout.log"
@@ -137,9 +143,7 @@ class EmbeddedBroker:
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
-        return BrokerStatus(
-            pid is not None, pid, self.settings.broker_port, self.home, self.log_file
-        )
+        return BrokerStatus(pid is not None, pid, self.port, self.home, self.log_file)
 
     # -- start ------------------------------------------------------------------------
     def start(self) -> BrokerStatus:
@@ -147,13 +151,25 @@ class EmbeddedBroker:
         if self.pid() is not None:
             self.wait_ready()
             return self.status()
-        for port in (self.settings.broker_port, self.settings.controller_port):
+        proc = self.launch(new_cluster_id())
+        try:
+            self.wait_ready(proc)
+        except BrokerError:
+            self._kill(proc.pid)
+            raise
+        return self.status()
+
+    def launch(self, cluster_id: str) -> subprocess.Popen[bytes]:
+        """Render, format (first time, with ``cluster_id``) and start the JVM; no wait."""
+        if self._proc is not None:
+            self._proc.poll()  # reap the JVM of an earlier launch if it died (a kill)
+        for port in (self.port, self.controller_port):
             _ensure_port_free(port)
         self.fetch_jars()
         self.home.mkdir(parents=True, exist_ok=True)
         self._render_config()
         if not (self.log_dirs / "meta.properties").exists():
-            self._format_storage()
+            self._format_storage(cluster_id)
         with self.stdout_file.open("ab") as out:
             proc = subprocess.Popen(
                 [*self._java(), KAFKA_MAIN, str(self.properties_file)],
@@ -166,26 +182,29 @@ class EmbeddedBroker:
         self.pid_file.write_text(f"{proc.pid}\n")
         # Kept so the child is reaped by us (and Popen does not warn it still runs).
         self._proc = proc
-        try:
-            self.wait_ready(proc)
-        except BrokerError:
-            self._kill(proc.pid)
-            raise
-        return self.status()
+        return proc
 
     def _render_config(self) -> None:
         template = (self.kafka_dir / "server.properties.template").read_text()
+        voters = ",".join(
+            f"{n}@127.0.0.1:{self.settings.controller_port + 2 * (n - 1)}"
+            for n in range(1, self.nodes + 1)
+        )
         values = {
-            "port": str(self.settings.broker_port),
-            "controller_port": str(self.settings.controller_port),
+            "port": str(self.port),
+            "controller_port": str(self.controller_port),
             "log_dirs": str(self.log_dirs),
+            "node_id": str(self.node),
+            "nodes": str(self.nodes),
+            "voters": voters,
+            "replication": str(min(3, self.nodes)),
+            "min_isr": str(min(2, self.nodes)),
         }
         self.properties_file.write_text(template.format(**values))
         log4j = (self.kafka_dir / "log4j2.properties.template").read_text()
         (self.home / "log4j2.properties").write_text(log4j.format(log_file=self.log_file))
 
-    def _format_storage(self) -> None:
-        cluster_id = new_cluster_id()
+    def _format_storage(self, cluster_id: str) -> None:
         cmd = [
             *self._java(),
             STORAGE_TOOL,
@@ -203,9 +222,7 @@ class EmbeddedBroker:
     def wait_ready(self, proc: subprocess.Popen[bytes] | None = None) -> None:
         """Wait until the broker answers a metadata request, or raise with its log tail."""
         deadline = time.monotonic() + self.settings.broker_start_timeout_s
-        admin = AdminClient(
-            {"bootstrap.servers": f"127.0.0.1:{self.settings.broker_port}", "log_level": 0}
-        )
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}", "log_level": 0})
         while True:
             if proc is not None and proc.poll() is not None:
                 raise BrokerError(f"Kafka exited with code {proc.returncode}:\n{self.log_tail()}")
@@ -214,7 +231,7 @@ class EmbeddedBroker:
                 return
             if time.monotonic() > deadline:
                 raise BrokerError(
-                    f"Kafka did not answer on port {self.settings.broker_port} within "
+                    f"Kafka did not answer on port {self.port} within "
                     f"{self.settings.broker_start_timeout_s:.0f}s ({last}):\n{self.log_tail()}"
                 )
             time.sleep(0.2)
