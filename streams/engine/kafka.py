@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka import TopicPartition as AsyncPartition
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from streams.engine.assignor import CoPartitionedAssignor
 from streams.engine.records import Incoming
 from streams.settings import Settings
 
@@ -73,13 +74,15 @@ def durable_async_producer(settings: Settings, client_id: str) -> AIOKafkaProduc
 def stage_consumer(
     settings: Settings, group: str, client_id: str, **extra: Any
 ) -> AIOKafkaConsumer:
-    """A stage's consumer: its group, offsets committed by the runner only."""
+    """A stage's consumer: its group, offsets committed by the runner only, partition n
+    of every input topic on one member (``CoPartitionedAssignor``)."""
     options = async_options(
         settings,
         AIOKafkaConsumer,
         group_id=group,
         auto_offset_reset="earliest",
         client_id=client_id,
+        partition_assignment_strategy=(CoPartitionedAssignor,),
         **extra,
     )
     return AIOKafkaConsumer(**{**options, "enable_auto_commit": False})

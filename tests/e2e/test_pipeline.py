@@ -181,3 +181,46 @@ def test_two_workers_share_the_partitions(pipeline: tuple[Settings, Workers]) ->
     logs = [p.read_text() for p in sorted(settings.data_dir.glob("worker-*.log"))]
     # Each worker was assigned some partitions of the prefilter's input.
     assert all("emails.inbound" in log and "newly assigned" in log for log in logs)
+
+
+def test_four_workers_join_every_email_each_owning_both_halves_of_its_partitions(
+    pipeline: tuple[Settings, Workers],
+) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from streams.commands.admin import groups_not_ready
+
+    settings, workers = pipeline
+    for _ in range(4):
+        workers.start()
+    admin = AdminClient(settings.confluent_config())
+    group = f"{settings.app_id}.join"
+
+    def joined() -> dict[str, set[tuple[str, int]]] | None:
+        if groups_not_ready(settings, catalog.STAGE_NAMES, admin=admin):
+            return None
+        description = admin.describe_consumer_groups([group])[group].result()
+        if len(description.members) != 4:
+            return None
+        return {
+            m.member_id: {(tp.topic, tp.partition) for tp in m.assignment.topic_partitions}
+            for m in description.members
+        }
+
+    members = wait_for(joined, timeout_s=240, what="four workers in every stage group")
+    classified, scored = settings.topic(catalog.CLASSIFIED), settings.topic(catalog.SCORED)
+    for parts in members.values():
+        assert {p for t, p in parts if t == classified} == {p for t, p in parts if t == scored}
+    training = [json.loads(line) for line in (DATA / "training.jsonl").read_text().splitlines()]
+    batch = settings.data_dir / "batch.jsonl"
+    batch.write_text("".join(json.dumps(r) + "\n" for r in training[400:500]))
+    assert cli(settings, "produce", str(batch)).returncode == 0
+    wait_for(lambda: settled(settings, 100), timeout_s=240, what="every email terminal")
+    report = run_audit(settings)
+    assert report.missing == []
+    assert report.duplicated == {}
+    reasons = [
+        Codec("Escalation").decode(v)["reason"]
+        for _, v, _ in read_keys(settings, catalog.ESCALATIONS)
+    ]
+    assert "join_timeout" not in reasons
