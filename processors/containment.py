@@ -80,6 +80,7 @@ def check_reply(
     if instructions and (run := longest_shared_run(reply, instructions)) >= OVERLAP_WORDS:
         findings.append(f"it repeats {run} words of its instructions in a row")
     for url in URL.findall(reply):
+        url = url.rstrip(".,;:!?")  # the end of a sentence is not part of a link
         host = re.sub(r"^(?:[a-z]+://)?(?:www\.)?", "", url.lower()).split("/")[0]
         if host not in lowered_email and not _allowed(host, allowed):
             findings.append(f"a link the email does not contain: {url[:80]}")

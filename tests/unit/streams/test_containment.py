@@ -68,6 +68,15 @@ def test_the_company_s_own_contacts_may_be_named() -> None:
     assert check_reply(reply, email_text=EMAIL) != []
     allowed = ReplyPolicy(allowed=("mailroom.dev",))
     assert check_reply(reply, email_text=EMAIL, policy=allowed) == []
+    # A link that ends a sentence: the full stop is not part of its host.
+    assert check_reply(GOOD + " See https://mailroom.dev.", email_text=EMAIL, policy=allowed) == []
+
+
+def test_what_a_vetted_answer_says_counts_as_said() -> None:
+    reply = GOOD + " If your loan was recently transferred, we check every payment."
+    assert any("claims an action" in f for f in check_reply(reply, email_text=EMAIL))
+    vetted = ["If your loan was recently transferred, we check every payment."]
+    assert check_reply(reply, email_text=EMAIL, vetted=vetted) == []
 
 
 def test_instructions_repeated_in_a_reply_are_a_leak() -> None:
