@@ -9,10 +9,11 @@ usable answer there is no draft, and the email goes to a person.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from processors.errors import Rejected
-from processors.kb import compose
+from processors.kb import Hit, compose
 from processors.models import DraftRequest, DraftResult
 
 MODEL_NAME = "kb-compose"
@@ -33,6 +34,16 @@ class Words:
     greeting: str = "Dear {customer_name},"
     anonymous: str = "Hello,"
     sign_off: str = "Kind regards,\nThe Support Team"
+
+
+def usable(hits: Iterable[Hit], floor: float, slots: Mapping[str, str]) -> list[Grounding]:
+    """The hits a reply may be built on, in their order: relevant at or above ``floor``,
+    every slot fillable from ``slots`` (see ``Answer.fill``)."""
+    found = []
+    for hit in hits:
+        if hit.relevance >= floor and (text := hit.answer.fill(slots)):
+            found.append(Grounding(hit.answer.id, hit.answer.title, text, hit.relevance))
+    return found
 
 
 def generate(request: DraftRequest, grounding: list[Grounding], words: Words) -> DraftResult:

@@ -27,7 +27,6 @@ to 0.299. The relevance a hit carries stays its match score.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.errors import Rejected
+from processors.tables import JSON_LINES, columns, read_table
 
 SLOTS = (
     "customer_name",
@@ -197,18 +197,9 @@ def read_tickets(
     path: Path, *, question: str = "question", answer: str = "answer", category: str = ""
 ) -> list[Answer]:
     """Answered tickets as entries; ``question`` may name several columns (``subject,body``)."""
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        try:
-            rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
-        except json.JSONDecodeError as exc:
-            raise KnowledgeError(f"{path}: line {exc.lineno} is not JSON") from exc
-    else:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    if not rows:
-        raise KnowledgeError(f"{path}: no rows")
-    columns = [c.strip() for c in question.split(",") if c.strip()]
-    wanted = [*columns, answer, *([category] if category else [])]
+    rows = read_table(path, KnowledgeError)
+    asked_in = columns(question)
+    wanted = [*asked_in, answer, *([category] if category else [])]
     missing = [c for c in wanted if c not in rows[0]]
     if missing:
         raise KnowledgeError(
@@ -216,7 +207,7 @@ def read_tickets(
         )
     answers = []
     for n, row in enumerate(rows):
-        asked = "\n".join(str(row[c] or "").strip() for c in columns).strip()
+        asked = "\n".join(str(row[c] or "").strip() for c in asked_in).strip()
         said = as_slots(str(row[answer] or ""))
         if not asked or len(said.split()) < 5:
             continue
@@ -245,7 +236,7 @@ def read_source(
         answers = read_markdown(path)
     elif path.suffix.lower() in (".yaml", ".yml"):
         answers = read_yaml(path)
-    elif path.suffix.lower() in (".csv", ".jsonl", ".ndjson", ".json"):
+    elif path.suffix.lower() in (".csv", *JSON_LINES):
         answers = read_tickets(path, question=question, answer=answer, category=category)
     else:
         raise KnowledgeError(f"{path}: a knowledge base is a folder, .yaml, .csv or .jsonl")

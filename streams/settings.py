@@ -244,6 +244,10 @@ class Settings(BaseSettings):
         """The backends of ``stage``'s model, tried in order."""
         return self.models.get(stage, (LOCAL,))
 
+    def paid(self, stage: str) -> bool:
+        """Whether ``stage``'s chain holds an endpoint (an LLM), not only local models."""
+        return any(backend != LOCAL for backend in self.chain(stage))
+
     cascade: bool = Field(
         default=True,
         description="a cheap first pass decides which paid models an email needs: a "

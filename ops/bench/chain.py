@@ -25,7 +25,7 @@ from processors import extract as extract_p
 from processors import generate as generate_p
 from processors import quality as quality_p
 from processors import urgency as urgency_p
-from processors.generate import Grounding, Words
+from processors.generate import Words, usable
 from processors.models import ActionItem, DraftRequest, Email, QualityRequest
 from processors.prefilter import prefilter
 from streams.models.local import LocalModels
@@ -104,11 +104,8 @@ class SlowModels:
         if kb is None:
             return ""
         slots = {**taxonomy.company.slots(), "customer_name": request.customer_name}
-        grounding = [
-            Grounding(hit.answer.id, hit.answer.title, text, hit.relevance)
-            for hit in kb.search(f"{email['subject']}\n{email['body_text']}", k=3)
-            if hit.relevance >= taxonomy.kb.relevance_floor and (text := hit.answer.fill(slots))
-        ]
+        hits = kb.search(f"{email['subject']}\n{email['body_text']}", k=3)
+        grounding = usable(hits, taxonomy.kb.relevance_floor, slots)
         if not grounding:
             return ""  # nothing vetted to answer with: a person writes
         brand = taxonomy.brand

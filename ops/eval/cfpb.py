@@ -9,7 +9,6 @@ escalations by reason, and every complaint the urgency scorer calls critical esc
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,13 @@ from typing import Any
 from ops.eval.common import (
     DATA,
     Outcome,
+    classifier,
     email,
     mailroom,
     read_csv,
     reasons,
     run_emails,
     split,
-    write_csv,
 )
 from streams.settings import Settings
 
@@ -61,24 +60,15 @@ def run(work: Path) -> tuple[dict[str, Any], list[Outcome]]:
         for r in rows
     ]
     train, test = split(table, "product")
-    train_csv = write_csv(work / "cfpb-train.csv", train)
-    test_csv = write_csv(work / "cfpb-test.csv", test)
-    categories = work / "cfpb-categories.toml"
-    label = ("--label", "product")
-    trained = mailroom(
-        work, "models", "train", "--data", str(train_csv), *label, "--taxonomy-out", str(categories)
-    )
-    model = trained.stdout.split()[1]
-    products = work / "cfpb-products.json"
-    mailroom(work, "models", "eval", "--data", str(test_csv), *label, "--json", str(products))
+    products = classifier(work, "cfpb", train, test, "--label", "product")
     config = work / "cfpb.toml"
-    config.write_text(categories.read_text() + TEAM.format(source=KB))
+    config.write_text(products.categories.read_text() + TEAM.format(source=KB))
     mailroom(work, "kb", "index", MAILROOM_CONFIG=str(config))
-    settings = Settings(data_dir=work, tracing=False, config=config, classifier=model)
+    settings = Settings(data_dir=work, tracing=False, config=config, classifier=products.model)
     outcomes = run_emails(settings, [email(n, "Complaint", r["text"]) for n, r in enumerate(test)])
     critical = [o for o in outcomes if o.urgency == "critical"]
     figures = {
-        "cfpb product macro-F1": json.loads(products.read_text())["macro_f1"],
+        "cfpb product macro-F1": products.figures["macro_f1"],
         "cfpb answered share": sum(o.kind == "sent" for o in outcomes) / len(outcomes),
         "cfpb critical complaints": len(critical),
         "cfpb critical complaints escalated": sum(o.kind == "escalated" for o in critical),

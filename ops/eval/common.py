@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,36 @@ def mailroom(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProc
     if run.returncode != 0:
         raise SystemExit(f"mailroom {' '.join(args)} failed:\n{run.stdout}{run.stderr}")
     return run
+
+
+@dataclass(frozen=True)
+class Classifier:
+    model: str  # its id
+    categories: Path  # the [[categories]] `--taxonomy-out` wrote for its labels
+    figures: dict[str, Any]  # what `models eval --json` wrote
+
+
+def classifier(
+    work: Path, name: str, train: list[dict[str, str]], test: list[dict[str, str]], *columns: str
+) -> Classifier:
+    """``models train`` on ``train`` and ``models eval`` on ``test``, as a user runs them;
+    ``columns``: their ``--text``/``--label`` options."""
+    train_csv = write_csv(work / f"{name}-train.csv", train)
+    test_csv = write_csv(work / f"{name}-test.csv", test)
+    categories = work / f"{name}-categories.toml"
+    trained = mailroom(
+        work,
+        "models",
+        "train",
+        "--data",
+        str(train_csv),
+        *columns,
+        "--taxonomy-out",
+        str(categories),
+    )
+    figures = work / f"{name}-eval.json"
+    mailroom(work, "models", "eval", "--data", str(test_csv), *columns, "--json", str(figures))
+    return Classifier(trained.stdout.split()[1], categories, json.loads(figures.read_text()))
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

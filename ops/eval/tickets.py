@@ -17,7 +17,6 @@ added: most of these answers open with their own greeting and none signs off).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from ops.eval.common import (
     BOILERPLATE,
     DATA,
     Outcome,
+    classifier,
     email,
     mailroom,
     read_csv,
@@ -33,7 +33,6 @@ from ops.eval.common import (
     rouge_l,
     run_emails,
     split,
-    write_csv,
 )
 from streams.models.knowledge import build_index
 from streams.settings import Settings
@@ -81,21 +80,14 @@ class TicketsRun:
 def run(work: Path) -> TicketsRun:
     rows = read_csv(FILE)
     train, test = split(rows, "queue")
-    train_csv = write_csv(work / "tickets-train.csv", train)
-    test_csv = write_csv(work / "tickets-test.csv", test)
-    categories = work / "tickets-categories.toml"
-    text = ("--text", "subject,body", "--label", "queue")
-    trained = mailroom(
-        work, "models", "train", "--data", str(train_csv), *text, "--taxonomy-out", str(categories)
-    )
-    model = trained.stdout.split()[1]
-    queues = work / "tickets-queues.json"
-    mailroom(work, "models", "eval", "--data", str(test_csv), *text, "--json", str(queues))
+    queues = classifier(work, "tickets", train, test, "--text", "subject,body", "--label", "queue")
+    model = queues.model
     config = work / "tickets.toml"
 
     def write_team(floor: float, exact: float) -> None:
-        team = TEAM.format(source=train_csv, floor=round(floor, 4), exact=round(exact, 4))
-        config.write_text(categories.read_text() + team)
+        source = work / "tickets-train.csv"  # the training split, as `classifier` wrote it
+        team = TEAM.format(source=source, floor=round(floor, 4), exact=round(exact, 4))
+        config.write_text(queues.categories.read_text() + team)
 
     write_team(0.3, 0.9)
     mailroom(work, "kb", "index", MAILROOM_CONFIG=str(config))
@@ -113,7 +105,7 @@ def run(work: Path) -> TicketsRun:
     template_sent = [rouge_l(BOILERPLATE, references[o.email["message_id"]]) for o in sent]
     template_all = [rouge_l(BOILERPLATE, r["answer"]) for r in test]
     figures = {
-        "tickets queue macro-F1": json.loads(queues.read_text())["macro_f1"],
+        "tickets queue macro-F1": queues.figures["macro_f1"],
         "tickets relevance floor (from training)": round(floor, 4),
         "tickets exact-answer relevance (from training)": round(exact, 4),
         "tickets answered share": len(sent) / len(test),

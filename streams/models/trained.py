@@ -7,10 +7,8 @@ in ``<data dir>/models/trained-<id>.pkl``; ``LATEST`` names the one trained last
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
-import json
 import os
 import pickle
 import tempfile
@@ -22,6 +20,7 @@ from typing import Any
 import sklearn
 
 from processors import textmodel
+from processors.tables import columns, read_table
 from streams.errors import MailroomError
 
 
@@ -35,23 +34,13 @@ def read_rows(path: Path, text: str = "text", label: str = "category") -> list[t
     email's subject and body."""
     if not path.exists():
         raise TrainingDataError(f"{path}: no such file")
-    rows: list[dict[str, Any]]
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        try:
-            rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
-        except json.JSONDecodeError as exc:
-            raise TrainingDataError(f"{path}: line {exc.lineno} is not JSON") from exc
-    else:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    if not rows:
-        raise TrainingDataError(f"{path}: no rows")
-    columns = set(rows[0])
-    texts = [c.strip() for c in text.split(",") if c.strip()]
-    missing = [c for c in (*texts, label) if c not in columns]
+    rows = read_table(path, TrainingDataError)
+    present = set(rows[0])
+    texts = columns(text)
+    missing = [c for c in (*texts, label) if c not in present]
     if missing:
         raise TrainingDataError(
-            f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(columns))} "
+            f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(present))} "
             "(choose with --text and --label)"
         )
     pairs = [

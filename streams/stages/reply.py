@@ -11,11 +11,10 @@ from processors import extract as extract_p
 from processors import generate as generate_p
 from processors import quality as quality_p
 from processors.containment import ReplyPolicy, check_reply
-from processors.generate import Grounding, Words
+from processors.generate import Grounding, Words, usable
 from processors.loop import LoopPolicy, next_step, temperature
 from processors.models import DraftRequest, QualityRequest
 from streams.engine.records import Incoming, Output
-from streams.settings import LOCAL
 from streams.stages.calls import ModelCalls
 from streams.stages.checks import gates
 from streams.stages.ticket import (
@@ -104,11 +103,7 @@ class Reply:
             k=5,
             languages=[language_of(ticket, kb.languages)],
         )
-        usable = []
-        for hit in hits:
-            if hit.relevance >= kb.relevance_floor and (text := hit.answer.fill(slots)):
-                usable.append(Grounding(hit.answer.id, hit.answer.title, text, hit.relevance))
-        return usable
+        return usable(hits, kb.relevance_floor, slots)
 
     async def generate(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -131,7 +126,7 @@ class Reply:
             feedback=tuple(last["feedback"]) if last else (),
         )
         grounding = self.grounding(ticket)
-        paid = any(b != LOCAL for b in self.calls.settings.chain("generate"))
+        paid = self.calls.settings.paid("generate")
         if language not in taxonomy.kb.languages and not paid:
             return self.to_person(
                 ticket,
@@ -275,7 +270,7 @@ class Reply:
             step = "escalate"  # no other vetted answer to try, and no LLM to rewrite it
         failed = f" failed {','.join(draft['failed'])}" if draft["failed"] else ""
         failed += self.calls.describe(call)
-        if vetted and any(b != LOCAL for b in self.calls.settings.chain("quality")):
+        if vetted and self.calls.settings.paid("quality"):
             failed += "; cascade: a vetted answer as written, checked in code, no paid call"
         ticket["decisions"].append(
             decision("quality", call.model, step, began, f"score {score:.2f}{failed}")
@@ -297,7 +292,7 @@ class Reply:
     def revisable(self, ticket: Ticket) -> bool:
         """Whether another draft can differ: an LLM rewrites, the composer takes the next
         vetted answer (if there is one it has not used)."""
-        if any(b != LOCAL for b in self.calls.settings.chain("generate")):
+        if self.calls.settings.paid("generate"):
             return True
         return len(self.grounding(ticket)) > ticket["iteration"]
 

@@ -14,7 +14,6 @@ from processors.models import Classification, Email
 from processors.prefilter import prefilter
 from streams.engine.records import Incoming, Output
 from streams.guard.gate import Fallback
-from streams.settings import LOCAL
 from streams.stages.calls import ModelCalls
 from streams.stages.ticket import FeedbackEmail, category_of, decision, decode, new_ticket, out
 from topics import catalog
@@ -96,7 +95,7 @@ class Triage:
         """The cascade's first pass: with a paid classifier in the chain, the local one
         answers first, and its answer stands when it is sure enough."""
         settings = self.calls.settings
-        if not settings.cascade or all(b == LOCAL for b in settings.chain("classify")):
+        if not settings.cascade or not settings.paid("classify"):
             return None
         try:
             first = local()

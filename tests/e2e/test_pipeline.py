@@ -191,8 +191,10 @@ def test_four_workers_join_every_email_each_owning_both_halves_of_its_partitions
     from streams.commands.admin import groups_not_ready
 
     settings, workers = pipeline
+    # A half that waits for its twin on another worker waits forever; one that waits on a
+    # busy machine does not: the join timeout here is long enough to tell the two apart.
     for _ in range(4):
-        workers.start()
+        workers.start(MAILROOM_JOIN_TIMEOUT_S="120")
     admin = AdminClient(settings.confluent_config())
     group = f"{settings.app_id}.join"
 
