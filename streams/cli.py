@@ -43,13 +43,22 @@ def settings() -> Settings:
     return chosen
 
 
+def kafka_settings() -> Settings:
+    """The settings, once Kafka has answered with them (else a one-line reason, exit 2)."""
+    from streams.engine.kafka import check_connection
+
+    chosen = settings()
+    check_connection(chosen)
+    return chosen
+
+
 # -- topics -----------------------------------------------------------------------------
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every topic of the catalog, retry and DLQ topics included (idempotent)."""
     from streams.commands.admin import create_topics
 
-    result = create_topics(settings())
+    result = create_topics(kafka_settings())
     console.print(f"created {len(result.created)} topics, {len(result.existing)} already existed")
     for name in result.created:
         console.print(f"  + {name}")
@@ -64,7 +73,7 @@ def topics_list() -> None:
     """List the topics with partitions and record counts."""
     from streams.commands.admin import list_topics
 
-    infos = list_topics(settings())
+    infos = list_topics(kafka_settings())
     differs = any(info.differs for info in infos)
     table = Table("topic", "partitions", "replicas", "records", "catalog")
     table.columns[0].no_wrap = True
@@ -165,7 +174,7 @@ def worker(
     from streams.telemetry.logs import setup_logging
 
     setup_logging(payloads=settings().log_payloads)
-    asyncio.run(run_worker(settings(), chosen))
+    asyncio.run(run_worker(kafka_settings(), chosen))
 
 
 @app.command("produce")
@@ -182,7 +191,9 @@ def produce(
     setup_tracing("mailroom-cli", settings().data_dir, enabled=settings().tracing)
 
     with Progress(console=err) as progress:
-        ids = produce_emails(settings(), read_paths(paths), rate=rate or None, progress=progress)
+        ids = produce_emails(
+            kafka_settings(), read_paths(paths), rate=rate or None, progress=progress
+        )
     shutdown_tracing()
     console.print(f"produced {len(ids)} emails to {settings().topic('emails.inbound')}")
 
@@ -197,7 +208,9 @@ def consume(
     """Print the records of a topic, decoded (pretty by default)."""
     from streams.commands.consume import consume_topic
 
-    consume_topic(settings(), topic, follow=follow, as_json=as_json, limit=limit, console=console)
+    consume_topic(
+        kafka_settings(), topic, follow=follow, as_json=as_json, limit=limit, console=console
+    )
 
 
 @app.command("audit")
@@ -205,7 +218,7 @@ def audit() -> None:
     """Check the ledger: every inbound message id is in exactly one terminal topic."""
     from streams.commands.audit import run_audit
 
-    report = run_audit(settings())
+    report = run_audit(kafka_settings())
     console.print(report.describe())
     if report.missing or report.duplicated:
         raise typer.Exit(1)
@@ -266,7 +279,9 @@ def replay_cmd(
     with Progress(console=err) as progress:
         task = progress.add_task(f"replaying {source}", total=None)
         result = replay(
-            settings(), plan, lambda done, total: progress.update(task, completed=done, total=total)
+            kafka_settings(),
+            plan,
+            lambda done, total: progress.update(task, completed=done, total=total),
         )
     console.print(result.describe(dry_run))
 
@@ -277,7 +292,7 @@ def dlq_list() -> None:
     from streams.commands.dlq import dlq_counts
 
     table = Table("stage", "error class", "dead letters")
-    for (stage, error), count in sorted(dlq_counts(settings()).items()):
+    for (stage, error), count in sorted(dlq_counts(kafka_settings()).items()):
         table.add_row(stage, error, str(count))
     console.print(table)
 
@@ -293,7 +308,7 @@ def dlq_show(
 
     from streams.commands.dlq import dlq_records
 
-    for record in dlq_records(settings(), stage, show_bodies=show_bodies, limit=limit):
+    for record in dlq_records(kafka_settings(), stage, show_bodies=show_bodies, limit=limit):
         console.print_json(json.dumps(record))
 
 

@@ -116,3 +116,7 @@ class IngestError(MailroomError):
 
 class ModelMismatchError(MailroomError):
     """A worker's classifier and its taxonomy disagree on the categories: it does not start."""
+
+
+class KafkaUnreachableError(MailroomError):
+    """The Kafka cluster cannot be reached, or refuses the connection or the credentials."""

@@ -166,6 +166,12 @@ class Settings(BaseSettings):
         default=None, description="Folder with the Maven pom; default: ops/kafka of the checkout."
     )
     broker_heap: str = "768m"
+    broker_security: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="the embedded broker's listener: SASL_SSL is SCRAM over TLS, with a "
+        "certificate authority made in <data dir>/tls (clients trust its ca.pem) and the "
+        "MAILROOM_SASL_USERNAME / MAILROOM_SASL_PASSWORD user created at the first start",
+    )
     broker_start_timeout_s: float = 60.0
 
     # -- pipeline ---------------------------------------------------------------------
@@ -178,6 +184,34 @@ class Settings(BaseSettings):
         default=32,
         ge=1,
         description="messages a stage has in hand at once (different keys; one key in order)",
+    )
+
+    # -- delivery -----------------------------------------------------------------------
+    exactly_once: bool = Field(
+        default=True,
+        description="a stage's outputs and input offsets commit in one Kafka transaction "
+        "(fenced by the group's generation); off: at-least-once, outputs acked then offsets",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="this worker's name in its transactional ids; give each worker a stable "
+        "one and a restarted worker aborts its crashed predecessor's transactions at once "
+        "(default: a new random one per start, aborted by the broker after the timeout)",
+    )
+    commit_interval_ms: int = Field(
+        default=100, ge=1, description="a stage commits (a transaction) at most this often"
+    )
+    transaction_timeout_ms: int = Field(
+        default=3000,
+        ge=1000,
+        description="a crashed worker's open transaction blocks its partitions this long",
+    )
+    session_timeout_ms: int = Field(
+        default=3000,
+        ge=1000,
+        description="a worker that stops heartbeating loses its partitions after this; "
+        "the broker's group.min.session.timeout.ms must allow it",
     )
 
     # -- failures -----------------------------------------------------------------------
@@ -285,6 +319,13 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
 
     # -- derived client configurations -------------------------------------------------
+    @property
+    def mechanism(self) -> str | None:
+        """The SASL mechanism: the one set, else SCRAM-SHA-512 under a SASL protocol."""
+        if self.sasl_mechanism:
+            return self.sasl_mechanism
+        return "SCRAM-SHA-512" if self.security_protocol.startswith("SASL") else None
+
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients."""
         from streams.telemetry.logs import CLIENT_LOG  # librdkafka's lines through Python logging
@@ -294,14 +335,15 @@ class Settings(BaseSettings):
             "security.protocol": self.security_protocol,
             "logger": CLIENT_LOG,
         }
-        if self.sasl_mechanism:
-            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.mechanism:
+            conf["sasl.mechanism"] = self.mechanism
         if self.sasl_username:
             conf["sasl.username"] = self.sasl_username
         if self.sasl_password:
             conf["sasl.password"] = self.sasl_password.get_secret_value()
-        if self.ssl_cafile:
-            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        cafile = self.cafile()
+        if cafile:
+            conf["ssl.ca.location"] = str(cafile)
         if self.ssl_certfile:
             conf["ssl.certificate.location"] = str(self.ssl_certfile)
         if self.ssl_keyfile:
@@ -312,11 +354,21 @@ class Settings(BaseSettings):
         conf.update(extra)
         return conf
 
+    def cafile(self) -> Path | None:
+        """The authority clients trust over TLS: ``ssl_cafile``, else the embedded
+        broker's of this data dir (``<data dir>/tls/ca.pem``) if there is one."""
+        if self.ssl_cafile:
+            return self.ssl_cafile
+        embedded = self.data_dir / "tls" / "ca.pem"
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        return embedded if tls and embedded.exists() else None
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """An SSL context for aiokafka, or None when the protocol has no TLS."""
         if self.security_protocol not in ("SSL", "SASL_SSL"):
             return None
-        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        cafile = self.cafile()
+        ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
         if self.ssl_certfile:
             ctx.load_cert_chain(
                 str(self.ssl_certfile),
@@ -336,8 +388,8 @@ class Settings(BaseSettings):
         ctx = self.ssl_context()
         if ctx is not None:
             conf["ssl_context"] = ctx
-        if self.sasl_mechanism:
-            conf["sasl_mechanism"] = self.sasl_mechanism
+        if self.mechanism:
+            conf["sasl_mechanism"] = self.mechanism
             conf["sasl_plain_username"] = self.sasl_username
             conf["sasl_plain_password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else None

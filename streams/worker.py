@@ -1,8 +1,9 @@
 """``mailroom worker``: run some or all stages in one process.
 
 Each stage runs two loops: its main input, and its retry tiers (non-blocking), plus any
-background work its binding names. All stages of the worker share one idempotent
-producer, the local models, the circuit breakers, the fault injector and the budget.
+background work its binding names; each loop has its own consumer and (transactional)
+producer. All stages of the worker share the local models, the circuit breakers, the
+fault injector and the budget.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-
-from streams.engine.kafka import durable_async_producer
 from streams.engine.runner import StageRunner, stage_limit
 from streams.guard.budget import Budget
 from streams.guard.faults import FaultInjector, parse_faults
@@ -66,12 +64,10 @@ class Worker:
             _ = self.models.kb
         if "join" in self.stages:
             self._check_join_timeout()
-        producer = durable_async_producer(self.settings, f"{self.settings.app_id}-worker")
-        await producer.start()
         tasks = [asyncio.create_task(self.budget.follow(stop))]
         try:
             for name in self.stages:
-                tasks.extend(self._start(name, self.bindings[name], producer, stop))
+                tasks.extend(self._start(name, self.bindings[name], stop))
             log.info("worker running stages: %s", ", ".join(self.stages))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -81,24 +77,19 @@ class Worker:
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await producer.stop()
             await self.calls.backends.close()
 
-    def _start(
-        self, name: str, binding: Binding, producer: AIOKafkaProducer, stop: asyncio.Event
-    ) -> list[asyncio.Task[None]]:
+    def _start(self, name: str, binding: Binding, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         spec = catalog.stage(name)
         limit = stage_limit(self.settings)  # first tries and retries share the stage's limit
-        main = StageRunner(spec, binding.handler, self.settings, producer, limit=limit)
-        retry = StageRunner(
-            spec, binding.handler, self.settings, producer, retries=True, limit=limit
-        )
+        main = StageRunner(spec, binding.handler, self.settings, limit=limit)
+        retry = StageRunner(spec, binding.handler, self.settings, retries=True, limit=limit)
         self.runners += [main, retry]
         run = main.run(stop, on_assign=binding.on_assign, on_revoke=binding.on_revoke)
         return [
             asyncio.create_task(run),
             asyncio.create_task(retry.run(stop)),
-            *(asyncio.create_task(work(main.send_durably, stop)) for work in binding.background),
+            *(asyncio.create_task(work(main.emit, stop)) for work in binding.background),
         ]
 
     def _check_join_timeout(self) -> None:

@@ -1,5 +1,5 @@
-"""An in-memory Kafka at the client boundary: the consumer and producer surface the stage
-runner uses (as httpx's MockTransport swaps a whole I/O boundary), so the real runner,
+"""An in-memory Kafka at the client boundary: the link a stage runner reads and commits
+through (as httpx's MockTransport swaps a whole I/O boundary), so the real runner,
 wrapper and in-flight tracker run without a broker. Broker tests keep proving the real
 thing; these make the engine's rules fast to check."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from aiokafka import ConsumerRecord, TopicPartition
+from streams.engine.link import Lost
+from streams.engine.records import Incoming, Output, Rebalance, TopicPartition
 
 
 @dataclass
@@ -21,53 +21,25 @@ class Sent:
     headers: list[tuple[str, bytes]]
 
 
-@dataclass
-class MemoryProducer:
-    """Takes every record at once (acks=all, instantly), or fails the topics in ``refuse``."""
-
-    sent: list[Sent] = field(default_factory=list)
-    refuse: set[str] = field(default_factory=set)
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if topic in self.refuse:
-            future.set_exception(RuntimeError(f"{topic} refuses writes"))
-        else:
-            self.sent.append(Sent(topic, value, key, list(headers or [])))
-            future.set_result(None)
-        return future
-
-    def to(self, topic: str) -> list[Sent]:
-        return [s for s in self.sent if s.topic == topic]
-
-
-class MemoryConsumer:
+class MemoryLink:
     """One member owning every partition of its topics; records are added with ``add``.
-
-    Like aiokafka, ``getmany`` hands out one partition's records before the next."""
+    A commit writes its outputs and moves the committed offsets together; ``refuse``
+    makes commits fail (the stage stalls), ``lose_next`` makes the next one find the
+    group moved on."""
 
     def __init__(self, partitions: int = 3) -> None:
         self.partitions = partitions
-        self.logs: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        self.logs: dict[TopicPartition, list[Incoming]] = defaultdict(list)
         self.positions: dict[TopicPartition, int] = defaultdict(int)
         self.committed: dict[TopicPartition, int] = {}
-        self.commits: list[dict[TopicPartition, int]] = []
+        self.commits: list[tuple[list[Output], dict[TopicPartition, int]]] = []
+        self.sent: list[Sent] = []
+        self.refuse = False
+        self.lose_next = False
+        self.rewound = 0
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
-        self.listener: Any = None
-        self.stopped = False
+        self.closed = False
 
     def add(
         self,
@@ -81,69 +53,62 @@ class MemoryConsumer:
         tp = TopicPartition(topic, partition)
         offset = len(self.logs[tp])
         self.logs[tp].append(
-            ConsumerRecord(
-                topic,
-                partition,
-                offset,
-                timestamp,
-                0,
-                key,
-                value,
-                None,
-                len(key or b""),
-                len(value or b""),
-                tuple(headers or ()),
-            )
+            Incoming(topic, partition, offset, key, value, list(headers or ()), timestamp)
         )
 
+    def to(self, topic: str) -> list[Sent]:
+        return [s for s in self.sent if s.topic == topic]
+
     # -- the surface StageRunner uses ----------------------------------------------------
-    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+    async def start(
+        self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
+    ) -> None:
         self._assigned = {TopicPartition(t, p) for t in topics for p in range(self.partitions)}
-        self.listener = listener
+        await on_assign(set(self._assigned))
 
-    async def start(self) -> None:
-        if self.listener is not None:
-            await self.listener.on_partitions_assigned(set(self._assigned))
-
-    async def stop(self) -> None:
-        self.stopped = True
+    async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
+        batch: list[Incoming] = []
+        for tp in sorted(self._assigned - self._paused):
+            records = self.logs[tp][self.positions[tp] : self.positions[tp] + max_records]
+            batch += records
+            self.positions[tp] += len(records)
+            max_records -= len(records)
+            if max_records <= 0:
+                break
+        if not batch:
+            await asyncio.sleep(min(timeout_s, 0.01))
+        return batch
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
-    def paused(self) -> set[TopicPartition]:
-        return set(self._paused)
+    def pause(self, tp: TopicPartition) -> None:
+        self._paused.add(tp)
 
-    def pause(self, *partitions: TopicPartition) -> None:
-        self._paused.update(partitions)
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        self._paused.difference_update(partitions)
+    def resume(self, tp: TopicPartition) -> None:
+        self._paused.discard(tp)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
 
-    def highwater(self, tp: TopicPartition) -> int:
-        return len(self.logs[tp])
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
+    async def commit(
+        self, outputs: list[Output], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None:
+        if self.lose_next:
+            self.lose_next = False
+            raise Lost("ILLEGAL_GENERATION: the group moved on")
+        while self.refuse:
+            if stop.is_set():
+                raise RuntimeError("the broker refuses writes")
+            await asyncio.sleep(0.01)
+        self.commits.append((list(outputs), dict(offsets)))
+        self.sent += [Sent(o.topic, o.value, o.key, list(o.headers)) for o in outputs]
         self.committed.update(offsets)
 
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        wanted = sorted(partitions or self._assigned - self._paused)
-        budget = max_records if max_records is not None else 1 << 30
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
-        for tp in wanted:
-            if budget <= 0:
-                break
-            records = self.logs[tp][self.positions[tp] : self.positions[tp] + budget]
-            if records:
-                batch[tp] = records
-                self.positions[tp] += len(records)
-                budget -= len(records)
-        if not batch:
-            await asyncio.sleep(min(timeout_ms, 10) / 1000)
-        return batch
+    async def rewind(self, parts: set[TopicPartition]) -> None:
+        self.rewound += 1
+        for tp in parts:
+            self.positions[tp] = self.committed.get(tp, 0)
+
+    async def close(self) -> None:
+        self.closed = True

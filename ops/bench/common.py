@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from streams.commands.admin import admin_client, create_topics
 from streams.commands.broker import EmbeddedBroker, partition_offsets
-from streams.engine.kafka import reader
+from streams.engine.kafka import consume_to, reader
 from streams.models.local import train_classifier
 from streams.settings import Settings
 from topics import catalog
@@ -189,14 +189,12 @@ def read_keys(settings: Settings, topics: tuple[str, ...]) -> dict[str, list[tup
     consumer = reader(settings)
     try:
         consumer.assign([TopicPartition(t, p, 0) for t, p in todo])
-        while todo:
-            for msg in consumer.consume(1000, timeout=1.0):
-                if msg.error():
-                    continue
-                key = (msg.key() or b"").decode("utf-8", errors="replace")
-                found[names[msg.topic()]].append((key, msg.timestamp()[1]))
-                if msg.offset() + 1 >= todo.get((msg.topic(), msg.partition()), 0):
-                    todo.pop((msg.topic(), msg.partition()), None)
+
+        def keep(msg: Message) -> None:
+            key = (msg.key() or b"").decode("utf-8", errors="replace")
+            found[names[msg.topic()]].append((key, msg.timestamp()[1]))
+
+        consume_to(consumer, todo, keep)
     finally:
         consumer.close()
     return found

@@ -34,6 +34,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from streams.commands.tls import broker_properties, ensure_tls, scram_arguments
 from streams.errors import BrokerError
 from streams.settings import Settings
 
@@ -126,6 +127,24 @@ class EmbeddedBroker:
         ]
 
     # -- state ------------------------------------------------------------------------
+    @property
+    def secured(self) -> bool:
+        return self.settings.broker_security == "SASL_SSL"
+
+    def client_config(self) -> dict[str, Any]:
+        """A client of this node alone: plain, or as the settings' SASL user over TLS."""
+        config: dict[str, Any] = {"bootstrap.servers": f"127.0.0.1:{self.port}", "log_level": 0}
+        if self.secured:
+            settings = self.settings.model_copy(
+                update={
+                    "security_protocol": "SASL_SSL",
+                    "bootstrap_servers": f"127.0.0.1:{self.port}",
+                }
+            )
+            config = {**settings.confluent_config(), "log_level": 0}
+            config.pop("logger", None)
+        return config
+
     def pid(self) -> int | None:
         """The pid of this data dir's broker, if it is alive (checked against /proc)."""
         try:
@@ -199,8 +218,11 @@ class EmbeddedBroker:
             "voters": voters,
             "replication": str(min(3, self.nodes)),
             "min_isr": str(min(2, self.nodes)),
+            "listener": self.settings.broker_security,
+            "security": broker_properties(ensure_tls(self.settings)) if self.secured else "",
         }
         self.properties_file.write_text(template.format(**values))
+        self.properties_file.chmod(0o600)  # passwords, when secured
         log4j = (self.kafka_dir / "log4j2.properties.template").read_text()
         (self.home / "log4j2.properties").write_text(log4j.format(log_file=self.log_file))
 
@@ -215,6 +237,8 @@ class EmbeddedBroker:
             "-c",
             str(self.properties_file),
         ]
+        if self.secured:
+            cmd += scram_arguments(self.settings, ensure_tls(self.settings))
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
@@ -222,7 +246,7 @@ class EmbeddedBroker:
     def wait_ready(self, proc: subprocess.Popen[bytes] | None = None) -> None:
         """Wait until the broker answers a metadata request, or raise with its log tail."""
         deadline = time.monotonic() + self.settings.broker_start_timeout_s
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}", "log_level": 0})
+        admin = AdminClient(self.client_config())
         while True:
             if proc is not None and proc.poll() is not None:
                 raise BrokerError(f"Kafka exited with code {proc.returncode}:\n{self.log_tail()}")

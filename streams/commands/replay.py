@@ -105,10 +105,7 @@ def replay(
                 if msg.error() or msg.partition() not in todo:
                     continue
                 if msg.offset() >= todo[msg.partition()]:
-                    todo.pop(msg.partition(), None)
-                    continue
-                if msg.offset() + 1 >= todo[msg.partition()]:
-                    todo.pop(msg.partition(), None)
+                    continue  # past the range asked for
                 result.read += 1
                 headers = list(msg.headers() or ())
                 if any(h.get(headers, k) != v for k, v in plan.where.items()):
@@ -137,6 +134,11 @@ def replay(
                     producer.poll(0)
                 if progress is not None:
                     progress(result.read, total)
+            # Done with a partition when its position reaches the bound, not when a
+            # record's offset does: transaction markers take offsets too.
+            for tp in consumer.position([TopicPartition(source, p) for p in todo]):
+                if tp.offset >= todo[tp.partition]:
+                    todo.pop(tp.partition, None)
         if producer is not None and producer.flush(30):
             raise ReplayError("some replayed records were not acknowledged within 30s")
     finally:

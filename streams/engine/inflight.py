@@ -1,86 +1,134 @@
-"""The records a runner has in hand, and how far each partition may be committed.
+"""The records a runner has in hand, their outputs, and how far each partition may commit.
 
 One task per record; records with the same key (one email) are chained so they run one
-after another, in offset order. Per partition, the offsets taken in and whether each is
-done: a commit goes up to the first record that is not, never past it, whatever order
-the tasks finish in. A task that failed or was cancelled is never marked done, so its
-record is read again by whoever owns the partition next.
+after another, in offset order. A finished record's outputs are held, not written: they
+are released with its offset, in the commit that moves its partition past it, so no
+output is ever visible without its input committed (exactly-once) or committed without
+its outputs written (at-least-once). A commit goes up to a partition's first record that
+is not done, never past it, whatever order the tasks finish in. A task that failed or
+was cancelled is never done, so its record is read again by whoever owns the partition
+next.
+
+Outputs are released in the order their records finished (one email's records finish in
+offset order, across topics too: the join's changelog entry before its tombstone), and
+outputs ``emit``-ted by background work (the join's timeouts) in the same sequence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiokafka import TopicPartition
+from streams.engine.records import Output, TopicPartition
 
 log = logging.getLogger("mailroom.stage")
 
+Work = Callable[[], Awaitable[list[Output]]]
+
 
 class InFlight:
-    """The records a runner has in hand: one task each, chained per key, and for every
-    partition the offsets not yet done, so commits never pass an unfinished record."""
+    """The records a runner has in hand: one task each, chained per key; for every
+    partition the offsets not yet released, with the outputs of those that are done."""
 
     def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.tails: dict[object, asyncio.Task[None]] = {}
-        self.open: dict[TopicPartition, dict[int, bool]] = {}  # offset -> done, in order
+        self.tasks: set[asyncio.Task[list[Output]]] = set()
+        self.tails: dict[object, asyncio.Task[list[Output]]] = {}
+        # per partition, offset -> (finish sequence, outputs) once done, None before
+        self.open: dict[TopicPartition, dict[int, tuple[int, list[Output]] | None]] = {}
+        self.extras: list[tuple[int, list[Output]]] = []
+        self._seq = itertools.count()
         self.committable = False
 
-    def start(
-        self, tp: TopicPartition, offset: int, key: object, work: Callable[[], Awaitable[None]]
-    ) -> None:
+    def start(self, tp: TopicPartition, offset: int, key: object, work: Work) -> None:
         before = self.tails.get(key)
-        self.open.setdefault(tp, {})[offset] = False
+        self.open.setdefault(tp, {})[offset] = None
 
-        async def in_turn() -> None:
+        async def in_turn() -> list[Output]:
             if before is not None:
                 await asyncio.wait({before})  # the same email's earlier record first
-            await work()
+            return await work()
 
         task = asyncio.create_task(in_turn())
         self.tasks.add(task)
         self.tails[key] = task
 
-        def done(t: asyncio.Task[None]) -> None:
+        def done(t: asyncio.Task[list[Output]]) -> None:
             self.tasks.discard(t)
             if self.tails.get(key) is t:
                 del self.tails[key]
             if t.cancelled():
-                return  # stopping: not done, so not committed
+                return  # given up: not done, so not committed
             if t.exception() is not None:
                 log.error("stage task failed: %r; its offset is not committed", t.exception())
                 return
             offsets = self.open.get(tp)
             if offsets is not None and offset in offsets:
-                offsets[offset] = True
+                offsets[offset] = (next(self._seq), t.result())
                 self.committable = True
 
         task.add_done_callback(done)
 
-    def take_committable(self) -> dict[TopicPartition, int]:
-        """Per partition, the offset after its leading run of done records; forgets them."""
+    def emit(self, outputs: list[Output]) -> None:
+        """Outputs of no record (background work), released with the next commit."""
+        if outputs:
+            self.extras.append((next(self._seq), outputs))
+            self.committable = True
+
+    def take_committable(self) -> tuple[dict[TopicPartition, int], list[Output]]:
+        """Per partition, the offset after its leading run of done records, and the
+        outputs to write with those offsets, in the order they were made; forgets them."""
         self.committable = False
-        out: dict[TopicPartition, int] = {}
-        for tp, offsets in list(self.open.items()):
-            while offsets:
-                first = next(iter(offsets))
-                if not offsets[first]:
+        offsets: dict[TopicPartition, int] = {}
+        released: list[tuple[int, list[Output]]] = []
+        held = []  # finish sequence of done records still behind an unfinished one
+        for tp, records in list(self.open.items()):
+            while records:
+                first = next(iter(records))
+                result = records[first]
+                if result is None:
                     break
-                del offsets[first]
-                out[tp] = first + 1
-            if not offsets:
+                del records[first]
+                released.append(result)
+                offsets[tp] = first + 1
+            held += [r[0] for r in records.values() if r is not None]
+            if not records:
                 del self.open[tp]
-        return out
+        # An emitted output waits for every record that finished before it.
+        bound = min(held, default=None)
+        keep = []
+        for extra in self.extras:
+            if bound is None or extra[0] < bound:
+                released.append(extra)
+            else:
+                keep.append(extra)
+        self.extras = keep
+        released.sort(key=lambda r: r[0])
+        return offsets, [o for _, outputs in released for o in outputs]
+
+    def forget(self, parts: set[TopicPartition] | None = None) -> None:
+        """Drop what is held for ``parts`` (all: and the emitted outputs): their records
+        are processed again by whoever reads them next."""
+        for tp in list(self.open) if parts is None else parts & set(self.open):
+            del self.open[tp]
+        if parts is None:
+            self.extras.clear()
 
     async def wait_any(self, within_s: float) -> None:
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=within_s, return_when="FIRST_COMPLETED")
 
-    async def drain(self) -> None:
+    async def drain(self, within_s: float | None = None) -> bool:
+        """Wait for every record in hand (at most ``within_s``); whether all finished."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within_s is None else loop.time() + within_s
         while self.tasks:
-            await asyncio.wait(set(self.tasks))
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(set(self.tasks), timeout=left)
+        return True
 
     async def cancel(self) -> None:
         for task in self.tasks:

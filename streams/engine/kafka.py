@@ -1,36 +1,80 @@
 """The Kafka clients, configured from the settings, for both client stacks.
 
-The worker runs on aiokafka (asyncio); the operator commands use confluent-kafka. Both
-take their connection and security options from ``Settings``, and both take
+Stages and operator commands run on confluent-kafka (``streams.engine.link`` holds the
+stage's); aiokafka reads a few topics to their end from asyncio code (the join's
+changelog, the terminal ledger, the budget), committed records only. Both take their
+connection and security options from ``Settings``, and both take
 ``MAILROOM_CLIENT_OPTIONS`` (librdkafka names, e.g. ``{"linger.ms": 5}``): confluent-kafka
 verbatim, aiokafka where it has an argument of the same name (``linger_ms``). Producers
 that carry stage outputs are durable: acks=all and idempotence, set here explicitly,
-whatever the options say. Reading a topic to its end, once per stack, is here too.
+whatever the options say.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 import uuid
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka import TopicPartition as AsyncPartition
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
-from streams.engine.assignor import CoPartitionedAssignor
+from streams.engine.link import DURABLE, LINGER_MS
 from streams.engine.records import Incoming
+from streams.errors import KafkaUnreachableError
 from streams.settings import Settings
-
-#: How long a producer waits to fill a batch, on both stacks.
-LINGER_MS = 5
-DURABLE = {"acks": "all", "enable.idempotence": True}
 
 
 def durable_producer(settings: Settings, **extra: Any) -> Producer:
     """confluent-kafka, acks=all and idempotence: no loss, no duplicates from retries."""
     return Producer(settings.confluent_config(**{"linger.ms": LINGER_MS, **extra, **DURABLE}))
+
+
+def check_connection(settings: Settings, timeout_s: float = 15.0) -> None:
+    """Raise ``KafkaUnreachableError`` saying why when the cluster cannot be reached or
+    refuses these settings' credentials or TLS; return when it answers."""
+    errors: list[KafkaError] = []
+    admin = AdminClient(settings.confluent_config(error_cb=errors.append, log_level=0))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=1.0)
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks: why the connection failed
+            fatal = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)]
+            if fatal or time.monotonic() > deadline:
+                errors.append(exc.args[0])
+                break
+    where = f"Kafka at {settings.bootstrap_servers} ({settings.security_protocol})"
+    auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+    if auth:
+        raise KafkaUnreachableError(
+            f"{where} refused the credentials of user {settings.sasl_username!r} "
+            f"({settings.mechanism}): {auth[0].str()}; check MAILROOM_SASL_USERNAME and "
+            "MAILROOM_SASL_PASSWORD"
+        )
+    tls = [e for e in errors if e.code() == KafkaError._SSL]
+    if tls:
+        raise KafkaUnreachableError(
+            f"{where}: TLS failed: {tls[0].str()}; check MAILROOM_SSL_CAFILE"
+        )
+    raise KafkaUnreachableError(
+        f"cannot reach {where} within {timeout_s:.0f}s: {errors[-1].str()}; is the broker "
+        "running (mailroom broker start) and MAILROOM_BOOTSTRAP_SERVERS right?"
+    )
 
 
 def reader(settings: Settings, *, group: str | None = None, **extra: Any) -> Consumer:
@@ -41,6 +85,7 @@ def reader(settings: Settings, *, group: str | None = None, **extra: Any) -> Con
                 "group.id": group or f"{settings.app_id}-reader-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                "isolation.level": "read_committed",
                 **extra,
             }
         )
@@ -65,33 +110,18 @@ def async_options(settings: Settings, client: type, **defaults: Any) -> dict[str
     return options
 
 
-def durable_async_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
-    """aiokafka, acks=all and idempotence (aiokafka's default is acks=1 without)."""
-    options = async_options(settings, AIOKafkaProducer, linger_ms=LINGER_MS, client_id=client_id)
-    return AIOKafkaProducer(**{**options, "acks": "all", "enable_idempotence": True})
-
-
-def stage_consumer(
-    settings: Settings, group: str, client_id: str, **extra: Any
-) -> AIOKafkaConsumer:
-    """A stage's consumer: its group, offsets committed by the runner only, partition n
-    of every input topic on one member (``CoPartitionedAssignor``)."""
-    options = async_options(
-        settings,
-        AIOKafkaConsumer,
-        group_id=group,
-        auto_offset_reset="earliest",
-        client_id=client_id,
-        partition_assignment_strategy=(CoPartitionedAssignor,),
-        **extra,
-    )
-    return AIOKafkaConsumer(**{**options, "enable_auto_commit": False})
-
-
 def plain_consumer(settings: Settings) -> AIOKafkaConsumer:
-    """An aiokafka consumer without a group, for reading partitions it assigns itself."""
+    """An aiokafka consumer without a group, for reading partitions it assigns itself;
+    committed records only (its end offsets are the last stable ones)."""
     options = async_options(settings, AIOKafkaConsumer)
-    return AIOKafkaConsumer(**{**options, "group_id": None, "enable_auto_commit": False})
+    return AIOKafkaConsumer(
+        **{
+            **options,
+            "group_id": None,
+            "enable_auto_commit": False,
+            "isolation_level": "read_committed",
+        }
+    )
 
 
 def read_records(settings: Settings, topic: str) -> list[Incoming]:
@@ -111,27 +141,43 @@ def read_records(settings: Settings, topic: str) -> list[Incoming]:
         if not ends:
             return []
         consumer.assign([TopicPartition(name, p, 0) for p in ends])
-        found = []
-        while ends:
-            for msg in consumer.consume(500, timeout=1.0):
-                if msg.error():
-                    continue
-                found.append(
-                    Incoming(
-                        msg.topic(),
-                        msg.partition(),
-                        msg.offset(),
-                        msg.key(),
-                        msg.value(),
-                        list(msg.headers() or ()),
-                        msg.timestamp()[1],
-                    )
+        found: list[Incoming] = []
+
+        def keep(msg: Message) -> None:
+            found.append(
+                Incoming(
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    msg.key(),
+                    msg.value(),
+                    list(msg.headers() or ()),
+                    msg.timestamp()[1],
                 )
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
+            )
+
+        consume_to(consumer, {(name, p): end for p, end in ends.items()}, keep)
         return found
     finally:
         consumer.close()
+
+
+def consume_to(
+    consumer: Consumer, ends: dict[tuple[str, int], int], each: Callable[[Message], None]
+) -> None:
+    """Hand ``each`` every record of the assigned partitions up to their ``ends``.
+
+    Done when a partition's position reaches its end, not when a record's offset does: a
+    transaction's commit marker takes an offset and is never handed out, and a pending
+    transaction's records wait until it ends (read committed)."""
+    todo = dict(ends)
+    while todo:
+        for msg in consumer.consume(1000, timeout=0.5):
+            if not msg.error():
+                each(msg)
+        for tp in consumer.position([TopicPartition(t, p) for t, p in todo]):
+            if tp.offset >= todo[(tp.topic, tp.partition)]:
+                del todo[(tp.topic, tp.partition)]
 
 
 def read_keys(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-from aiokafka import TopicPartition
+from typing import NamedTuple
 
 from topics import headers as h
 
 Headers = list[tuple[str, bytes]]
+
+
+class TopicPartition(NamedTuple):
+    """One partition of a topic (full name, prefix included)."""
+
+    topic: str
+    partition: int
 
 
 @dataclass(frozen=True, slots=True)

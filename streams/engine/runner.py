@@ -1,4 +1,4 @@
-"""The stage loop on aiokafka: poll, hand each record to the wrapper, write, commit.
+"""The stage loop: poll, hand each record to the wrapper, commit outputs with offsets.
 
 Why not Faust agents (the design card names them): Faust acks a message whose agent
 raised, commits past a record it could not decode, and only turns on producer idempotence
@@ -8,9 +8,12 @@ inside transactions. This loop gives DESIGN §4-§6 directly:
   dead-lettered with the reason instead of being skipped (``streams.engine.wrapper``);
 - retry tiers are consumed by a second runner per stage that waits for each record's due
   time by pausing only that partition, so the main input keeps flowing;
-- outputs go through one idempotent producer with acks=all, and a partition's offset is
-  committed only after every output of the records before it is acknowledged by Kafka
-  (``streams.engine.inflight``).
+- a record's outputs are held until its offset can be committed and go out with it, in
+  one transaction carrying the group's metadata (exactly-once, ``streams.engine.link``),
+  or acknowledged by Kafka before the offset is committed (at-least-once);
+- before partitions change hands, what is in hand is finished (or, past a short grace,
+  given up) and committed; after a failed transaction the stage is put back where its
+  committed offsets and state say, and reads again from there.
 """
 
 from __future__ import annotations
@@ -19,26 +22,15 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
 from functools import partial
-from typing import Any
-
-from aiokafka import (
-    AIOKafkaConsumer,
-    AIOKafkaProducer,
-    ConsumerRebalanceListener,
-    ConsumerRecord,
-    TopicPartition,
-)
-from aiokafka.errors import CommitFailedError
 
 from streams.engine.inflight import InFlight
-from streams.engine.kafka import stage_consumer
-from streams.engine.records import Handler, Incoming, Output, Rebalance
+from streams.engine.link import KafkaLink, Link, Lost
+from streams.engine.records import Handler, Incoming, Output, Rebalance, TopicPartition
 from streams.engine.retry import from_retry
 from streams.engine.wrapper import Wrapper
 from streams.settings import Settings
-from streams.telemetry import metrics
 from streams.telemetry.sensor import StageSensor
 from topics import headers as h
 from topics.catalog import StageSpec
@@ -48,24 +40,22 @@ log = logging.getLogger("mailroom.stage")
 
 class StageRunner:
     """Consume a stage's inputs (or its retry tiers), call its handler per message
-    through the wrapper, write the outputs, commit."""
+    through the wrapper, commit the outputs with the input offsets."""
 
     def __init__(
         self,
         spec: StageSpec,
         handler: Handler,
         settings: Settings,
-        producer: AIOKafkaProducer,
         *,
         retries: bool = False,
         limit: asyncio.Semaphore | None = None,
-        consumer: AIOKafkaConsumer | None = None,
+        link: Link | None = None,
     ) -> None:
-        """``consumer``: the group's consumer, for tests at the client boundary; by default
+        """``link``: the connection to Kafka, for tests at the client boundary; by default
         one is made from the settings when the runner starts."""
         self.spec = spec
         self.settings = settings
-        self.producer = producer
         self.retries = retries
         suffix = ".retry" if retries else ""
         self.group = f"{settings.app_id}.{spec.name}{suffix}"
@@ -77,62 +67,18 @@ class StageRunner:
             StageSensor(spec.name, self.group, settings.topic),
         )
         self.processed = 0
-        self.stalled = False
-        self.consumer: AIOKafkaConsumer | None = consumer
+        self.rewinds = 0
+        self.link = link
+        self.flight = InFlight()
+        # read, not yet taken in: taken an even share per partition at a time
+        self.ready: dict[TopicPartition, deque[Incoming]] = {}
         # Shared by a stage's main and retry runners: the stage has this many in hand.
         self.limit = limit if limit is not None else stage_limit(settings)
 
-    async def send_durably(self, outputs: list[Output], stop: asyncio.Event) -> None:
-        """Send until Kafka has every output. While it cannot (say the dead-letter topic
-        refuses writes), the stage stalls and says so: the input offset stays uncommitted
-        and nothing is dropped. Only the outputs Kafka has not acknowledged are sent again."""
-        delay = 0.5
-        while failed := await self.send_all(outputs):
-            outputs = [o for o, _ in failed]
-            exc = failed[0][1]
-            if not self.stalled:
-                log.error(
-                    "stage %s stalled: cannot write %d outputs (%s: %s); "
-                    "input not committed, retrying",
-                    self.spec.name,
-                    len(outputs),
-                    type(exc).__name__,
-                    exc,
-                )
-            self.stalled = True
-            metrics.STALLED.labels(self.spec.name).set(1)
-            if stop.is_set():
-                raise exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-        if self.stalled:
-            log.warning("stage %s recovered: outputs written", self.spec.name)
-            metrics.STALLED.labels(self.spec.name).set(0)
-        self.stalled = False
-
-    async def send_all(self, outputs: list[Output]) -> list[tuple[Output, Exception]]:
-        """Send every output, then wait until Kafka acknowledged each (acks=all); the ones
-        it did not, with the reason."""
-        sent: list[tuple[Output, asyncio.Future[Any] | Exception]] = []
-        for o in outputs:
-            try:
-                future = await self.producer.send(
-                    self.settings.topic(o.topic), o.value, key=o.key, headers=o.headers
-                )
-            except Exception as exc:
-                sent.append((o, exc))
-            else:
-                sent.append((o, future))
-        failed: list[tuple[Output, Exception]] = []
-        for o, maybe in sent:
-            if isinstance(maybe, Exception):
-                failed.append((o, maybe))
-                continue
-            try:
-                await maybe
-            except Exception as exc:
-                failed.append((o, exc))
-        return failed
+    def emit(self, outputs: list[Output]) -> None:
+        """Write outputs of no input record (background work, e.g. the join's timeouts)
+        with the next commit."""
+        self.flight.emit(outputs)
 
     async def run(
         self,
@@ -142,7 +88,7 @@ class StageRunner:
         on_revoke: Rebalance | None = None,
     ) -> None:
         """Poll while there is room, handle each record in a task of its own, commit each
-        partition up to its first record not yet done.
+        partition up to its first record not yet done, with the outputs up to there.
 
         No batch waits for its slowest record: as one finishes, the next is taken in, so
         a 2 s model call holds one slot, not the stage. Records with the same key (one
@@ -150,192 +96,174 @@ class StageRunner:
         handlers running at once (first tries and retries of the stage together).
         """
         topics = [self.settings.topic(t) for t in self.inputs]
-        consumer = self.consumer or stage_consumer(
+        suffix = "-retry" if self.retries else ""
+        link = self.link or KafkaLink(
             self.settings,
             self.group,
-            f"{self.settings.app_id}-{self.spec.name}{'-retry' if self.retries else ''}",
-            max_poll_records=BATCH,
+            f"{self.settings.app_id}-{self.spec.name}{suffix}",
+            self.spec.name,
         )
-        self.consumer = consumer
-        flight = InFlight()
-        # Held while records are taken in; a rebalance takes it, waits for every record in
-        # hand and commits, so a partition changes hands with its offsets committed.
-        busy = asyncio.Lock()
+        self.link = link
+        flight = self.flight
 
-        async def settle() -> None:
-            await flight.drain()
-            await self._commit(consumer, flight)
+        async def assigned(parts: set[TopicPartition]) -> None:
+            if on_assign is not None:
+                await on_assign(parts)
 
-        consumer.subscribe(topics, listener=Listener(busy, settle, on_assign, on_revoke))
-        await consumer.start()
+        async def revoked(parts: set[TopicPartition]) -> None:
+            # Finish what is in hand (a short grace; past it, given up: its new owner
+            # processes it again) and commit it while the partitions are still ours.
+            self._drop_ready(parts)
+            if not await flight.drain(within_s=REVOKE_GRACE_S):
+                await flight.cancel()
+            try:
+                await self._commit(link, stop)
+            except Lost as exc:
+                log.warning("stage %s: the group moved on before a commit: %s", self.spec.name, exc)
+            flight.forget(parts)
+            if on_revoke is not None:
+                await on_revoke(parts)
+
+        async def lost(parts: set[TopicPartition]) -> None:
+            self._drop_ready(None)
+            await flight.cancel()
+            flight.forget()
+            if on_revoke is not None:
+                await on_revoke(parts)
+
+        async def rewind() -> None:
+            """After a failed commit: nothing in hand, state and positions as committed."""
+            self.rewinds += 1
+            self._drop_ready(None)
+            await flight.cancel()
+            flight.forget()
+            parts = link.assignment()
+            if on_revoke is not None:
+                await on_revoke(parts)
+            await link.rewind(parts)
+            if on_assign is not None:
+                await on_assign(parts)
+
+        await link.start(topics, assigned, revoked, lost)
         room = max(2 * self.settings.stage_concurrency, 1)
+        every_s = self.settings.commit_interval_ms / 1000
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
                 if len(flight.tasks) >= room:
                     await flight.wait_any(within_s=0.3)
                 else:
-                    batches = await fair_batch(
-                        consumer, size=min(BATCH, room - len(flight.tasks)), timeout_ms=100
-                    )
-                    async with busy:
-                        self._take(consumer, batches, flight, stop)
-                if flight.committable and time.monotonic() - last_commit >= COMMIT_EVERY_S:
-                    await self._commit(consumer, flight)
+                    waiting = sum(map(len, self.ready.values()))
+                    if waiting < BATCH:
+                        records = await link.poll(BATCH - waiting, 0 if waiting else POLL_S)
+                        for record in records:
+                            tp = TopicPartition(record.topic, record.partition)
+                            self.ready.setdefault(tp, deque()).append(record)
+                    self._take(link, room - len(flight.tasks), flight)
+                if flight.committable and time.monotonic() - last_commit >= every_s:
+                    try:
+                        await self._commit(link, stop)
+                    except Lost as exc:
+                        log.warning(
+                            "stage %s: %s; reading again from the committed offsets",
+                            self.spec.name,
+                            exc,
+                        )
+                        await rewind()
                     last_commit = time.monotonic()
             await flight.drain()
-            await self._commit(consumer, flight)
+            try:
+                await self._commit(link, stop)
+            except Lost as exc:
+                log.warning("stage %s: last commit refused: %s", self.spec.name, exc)
         finally:
             await flight.cancel()
-            await consumer.stop()
+            await link.close()
 
-    def _take(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-        flight: InFlight,
-        stop: asyncio.Event,
-    ) -> None:
-        """Start a task for each record of the poll, oldest first across partitions."""
-        todo: list[list[ConsumerRecord[bytes, bytes]]] = []
-        for tp, records in batches.items():
-            if tp not in consumer.assignment():
-                continue  # revoked meanwhile: its new owner reads from the committed offset
-            taken = []
-            for record in records:
-                if self.retries and not self._due(consumer, tp, record):
-                    break  # paused until due; the rest of the tier waits behind it
-                taken.append(record)
+    def _take(self, link: Link, room: int, flight: InFlight) -> None:
+        """Start a task for up to ``room`` records read, an even share from every
+        partition that has some, oldest first across partitions.
+
+        librdkafka hands out a fetched partition's records before the next partition's,
+        so under a backlog one stage could work through partition 0 while the stage
+        beside it (classify and urgency both read ``emails.accepted``) is on partition 3,
+        and the join would wait minutes for halves that are merely queued."""
+        assigned = link.assignment()
+        for tp in [tp for tp in self.ready if tp not in assigned]:
+            del self.ready[tp]  # revoked meanwhile: its new owner reads them
+        if not self.ready or room <= 0:
+            return
+        share = max(1, room // len(self.ready))
+        todo: list[list[Incoming]] = []
+        for tp, queue in list(self.ready.items()):
+            taken: list[Incoming] = []
+            while queue and len(taken) < share:
+                record = queue[0]
+                if self.retries and not self._due(link, tp, record):
+                    queue.clear()  # paused and put back here: read again when due
+                    break
+                taken.append(queue.popleft())
+            if not queue:
+                del self.ready[tp]
             todo.append(taken)
         # Oldest first across partitions; merge never reorders one partition's records.
         for record in heapq.merge(*todo, key=lambda r: r.timestamp):
             tp = TopicPartition(record.topic, record.partition)
             key: object = record.key if record.key is not None else (tp, record.offset)
-            flight.start(tp, record.offset, key, partial(self._one, record, stop))
+            flight.start(tp, record.offset, key, partial(self._one, record))
 
-    async def _one(self, record: ConsumerRecord[bytes, bytes], stop: asyncio.Event) -> None:
-        """Handle one record and see every output acknowledged by Kafka."""
+    def _drop_ready(self, parts: set[TopicPartition] | None) -> None:
+        """Forget records read and not taken in (``None``: all); they are read again
+        from the committed offsets, by this worker or the partitions' new owner."""
+        for tp in list(self.ready) if parts is None else parts & set(self.ready):
+            del self.ready[tp]
+
+    async def _one(self, record: Incoming) -> list[Output]:
+        """Handle one record; its outputs (held until its offset is committed)."""
+        incoming = from_retry(record) if self.retries else record
         if self.limit is None:
-            outputs = await self.process(self._incoming(record))
+            outputs = await self.process(incoming)
         else:
             async with self.limit:
-                outputs = await self.process(self._incoming(record))
+                outputs = await self.process(incoming)
         self.processed += 1
-        if failed := await self.send_all(outputs):  # sent again, durably
-            await self.send_durably([o for o, _ in failed], stop)
+        return outputs
 
-    async def _commit(self, consumer: AIOKafkaConsumer, flight: InFlight) -> None:
-        """Commit every assigned partition up to its first record not yet done."""
-        assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in flight.take_committable().items() if tp in assigned}
-        if not offsets:
-            return
-        for tp, offset in offsets.items():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - offset)
-                )
-        try:
-            await consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group moved on; the new owner processes these again (at least once).
-            log.warning("stage %s could not commit %s: %s", self.spec.name, sorted(offsets), exc)
+    async def _commit(self, link: Link, stop: asyncio.Event) -> None:
+        """Commit every assigned partition up to its first record not yet done, with the
+        outputs of the records up to there."""
+        offsets, outputs = self.flight.take_committable()
+        assigned = link.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if offsets or outputs:
+            await link.commit(outputs, offsets, stop)
 
-    def _incoming(self, record: ConsumerRecord[bytes, bytes]) -> Incoming:
-        headers = [(k, v) for k, v in (record.headers or ())]
-        incoming = Incoming(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.value,
-            headers,
-            record.timestamp,
-        )
-        return from_retry(incoming) if self.retries else incoming
-
-    def _due(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
-    ) -> bool:
+    def _due(self, link: Link, tp: TopicPartition, record: Incoming) -> bool:
         """True when a retry record is due; else pause its partition until it is.
 
         Non-blocking: only this tier's partition waits, every other input keeps flowing.
         """
-        not_before = int(h.get(list(record.headers or ()), h.RETRY_NOT_BEFORE) or 0)
+        not_before = int(h.get(record.headers, h.RETRY_NOT_BEFORE) or 0)
         wait_s = (not_before - time.time() * 1000) / 1000
         if wait_s <= 0:
             return True
-        consumer.seek(tp, record.offset)
-        consumer.pause(tp)
-        asyncio.get_running_loop().call_later(wait_s, self._resume, consumer, tp)
+        link.seek(tp, record.offset)
+        link.pause(tp)
+        asyncio.get_running_loop().call_later(wait_s, self._resume, link, tp)
         return False
 
     @staticmethod
-    def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        if tp in consumer.assignment():
-            consumer.resume(tp)
+    def _resume(link: Link, tp: TopicPartition) -> None:
+        if tp in link.assignment():
+            link.resume(tp)
 
 
-BATCH = 200  # records per poll, across all partitions
-COMMIT_EVERY_S = 0.2  # at most this often; and always before a rebalance or a stop
+BATCH = 500  # records per poll, across all partitions
+POLL_S = 0.1  # longest wait in one poll, so commits and stops are not held up
+REVOKE_GRACE_S = 1.0  # records in hand when partitions go: finished within this, or given up
 
 
 def stage_limit(settings: Settings) -> asyncio.Semaphore | None:
     """How many messages a stage has in hand at once; None: one at a time."""
     concurrency = settings.stage_concurrency
     return asyncio.Semaphore(concurrency) if concurrency > 1 else None
-
-
-async def fair_batch(
-    consumer: AIOKafkaConsumer, size: int = BATCH, timeout_ms: int = 300
-) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-    """Up to ``size`` records with an even share from every partition that has some.
-
-    aiokafka hands out a fetched partition's records until they run out before it moves
-    to the next, so under a backlog one stage may work through partition 0 while the stage
-    running beside it (classify and urgency both read ``emails.accepted``) is on partition
-    3: the join between them then waits minutes for halves that are merely queued.
-    Sharing each poll among the partitions keeps side-by-side stages near the same emails.
-    """
-    assigned = consumer.assignment()
-    share = max(1, size // max(1, len(assigned)))
-    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
-        timeout_ms=timeout_ms, max_records=share
-    )
-    if batches:
-        for tp in assigned - set(batches) - consumer.paused():
-            more = await consumer.getmany(tp, timeout_ms=0, max_records=share)
-            batches.update(more)
-    return batches
-
-
-class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions are revoked: every record in hand finished and committed. While
-    the stage's own callbacks run (the join reloading its waiting halves), no record is
-    taken in: aiokafka sets the new assignment and starts fetching before it calls
-    ``on_partitions_assigned``, so a half could otherwise arrive before its twin is
-    restored, wait alone, and be escalated as ``join_timeout``."""
-
-    def __init__(
-        self,
-        busy: asyncio.Lock,
-        settle: Callable[[], Awaitable[None]],
-        on_assign: Rebalance | None,
-        on_revoke: Rebalance | None,
-    ) -> None:
-        self.busy = busy
-        self.settle = settle
-        self.on_assign = on_assign
-        self.on_revoke = on_revoke
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.busy:
-            await self.settle()
-            if self.on_revoke is not None:
-                await self.on_revoke(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self.on_assign is not None:
-            async with self.busy:
-                await self.on_assign(assigned)

@@ -17,8 +17,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from streams.engine.kafka import plain_consumer
 from streams.errors import BudgetExceededError
 from streams.settings import Settings
 from topics import catalog
@@ -90,7 +91,7 @@ class Budget:
     async def follow(self, stop: asyncio.Event) -> None:
         """Sum today's events written by other workers (or by earlier runs)."""
         topic = self.settings.topic(catalog.BUDGET_SPEND)
-        consumer = AIOKafkaConsumer(**self.settings.aiokafka_config(), enable_auto_commit=False)
+        consumer = plain_consumer(self.settings)
         await consumer.start()
         try:
             parts = [TopicPartition(topic, 0)]  # keyed by day: one partition (catalog)

@@ -15,13 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from processors import escalate as escalate_p
 from processors.containment import check_reply
 from processors.models import EscalationDecision, EscalationRequest
 from streams.engine.kafka import read_to_end
-from streams.engine.records import Incoming, Output
+from streams.engine.records import Incoming, Output, TopicPartition
 from streams.models.local import LocalModels
 from streams.settings import Settings
 from streams.stages.checks import answer_texts, gates

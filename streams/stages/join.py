@@ -1,8 +1,9 @@
 """The triage join: classifier and urgency results for one message id, merged.
 
 Both halves arrive keyed by message id on co-partitioned topics. The first half waits in
-a table that is backed by the compacted ``join.changelog`` topic (written before the input
-offset is committed; restored when a partition is assigned), so a crash loses no half.
+a table that is backed by the compacted ``join.changelog`` topic (written in the
+transaction that commits the input offset; restored when a partition is assigned), so a
+crash loses no half, and a joined pair's tombstone never outlives its output.
 A half that waits longer than the join timeout is escalated with reason ``join_timeout``.
 The same half twice (redelivered after a crash, or restored and then read again) is one
 half: it never joins with itself.
@@ -13,20 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import NamedTuple
 
-from aiokafka import TopicPartition
-
 from streams.engine.kafka import read_to_end
-from streams.engine.records import Incoming, Output
+from streams.engine.records import Incoming, Output, TopicPartition
 from streams.settings import Settings
 from streams.stages.ticket import TICKET, Ticket, decision, decode, out
 from topics import catalog
 from topics import headers as h
 
 log = logging.getLogger("mailroom.join")
-Send = Callable[[list[Output], asyncio.Event], Awaitable[None]]  # see stages.registry
+Send = Callable[[list[Output]], None]  # see stages.registry
 
 
 def merge(first: Ticket, second: Ticket) -> Ticket:
@@ -59,8 +58,8 @@ class TriageJoin:
         self.settings = settings
         self.timeout_s = timeout_s
         self.pending: dict[str, Waiting] = {}  # by message id
-        self.timed_out: dict[str, float] = {}  # escalated on timeout: a late half is dropped
-        self.settled: dict[str, float] = {}  # joined or expired here, recently
+        # escalated on timeout: a late half is dropped (message id -> when, partition)
+        self.timed_out: dict[str, tuple[float, int]] = {}
 
     async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -81,7 +80,6 @@ class TriageJoin:
                 Output(catalog.JOIN_CHANGELOG, record.value, key, [(h.JOIN_HALF, half.encode())])
             ]
         del self.pending[mid]
-        self.settled[mid] = time.monotonic()
         merged = merge(waiting.ticket, ticket)
         merged["decisions"].append(
             decision(
@@ -103,10 +101,8 @@ class TriageJoin:
         numbers = {tp.partition for tp in assigned}
         if not numbers:
             return
-        # The main runner takes no record in while this runs, but the expiry loop and the
-        # join's retry runner go on: a half joined or expired meanwhile must not come back
-        # from the (older) changelog snapshot.
-        settled_before = set(self.settled)
+        # Called when the partitions are given (or given back after a failed commit):
+        # what was in hand for them is gone and their committed changelog is the state.
         state: dict[str, Waiting] = {}
         for rec in await read_to_end(self.settings, catalog.JOIN_CHANGELOG, numbers):
             mid = rec.key.decode()
@@ -117,7 +113,7 @@ class TriageJoin:
                 state[mid] = Waiting(decode(rec.value), time.monotonic(), rec.partition, half)
         restored = 0
         for mid, entry in state.items():
-            if mid in self.pending or mid in self.settled or mid in settled_before:
+            if mid in self.pending:
                 continue
             self.pending[mid] = entry
             restored += 1
@@ -125,10 +121,13 @@ class TriageJoin:
             log.info("join restored %d waiting halves for partitions %s", restored, sorted(numbers))
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
-        """Forget the halves of partitions another worker now owns (it restores them)."""
+        """Forget the partitions another worker now owns (it restores them from the
+        changelog), or whose uncommitted work was given up (restored next)."""
         numbers = {tp.partition for tp in revoked}
         for mid in [m for m, w in self.pending.items() if w.partition in numbers]:
             del self.pending[mid]
+        for mid in [m for m, (_, p) in self.timed_out.items() if p in numbers]:
+            del self.timed_out[mid]
 
     async def expire(self, send: Send, stop: asyncio.Event) -> None:
         """Escalate halves that waited longer than the timeout, written with ``send``."""
@@ -136,7 +135,7 @@ class TriageJoin:
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
             outputs = self.take_expired(time.monotonic())
             if outputs:
-                await send(outputs, stop)
+                send(outputs)
 
     def take_expired(self, now: float) -> list[Output]:
         """Remove every half waiting since before the timeout; their escalations.
@@ -146,9 +145,9 @@ class TriageJoin:
         """
         outputs: list[Output] = []
         for mid in [m for m, w in self.pending.items() if w.since < now - self.timeout_s]:
-            ticket = self.pending.pop(mid).ticket
-            self.timed_out[mid] = now
-            self.settled[mid] = now
+            waiting = self.pending.pop(mid)
+            ticket = waiting.ticket
+            self.timed_out[mid] = (now, waiting.partition)
             began = time.perf_counter()
             missing = "urgency" if ticket["urgency"] is None else "classification"
             ticket["escalation_reason"] = "join_timeout"
@@ -163,6 +162,5 @@ class TriageJoin:
                 Output(catalog.JOIN_CHANGELOG, None, key),
             ]
         forget = now - 20 * self.timeout_s
-        self.timed_out = {m: t for m, t in self.timed_out.items() if t > forget}
-        self.settled = {m: t for m, t in self.settled.items() if t > forget}
+        self.timed_out = {m: t for m, t in self.timed_out.items() if t[0] > forget}
         return outputs

@@ -9,7 +9,7 @@ is wired by name elsewhere.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,8 @@ from streams.stages.reply import Reply
 from streams.stages.triage import Triage
 from topics import catalog
 
-#: Writes outputs until Kafka has them all (``StageRunner.send_durably``).
-Send = Callable[[list[Output], asyncio.Event], Awaitable[None]]
+#: Writes outputs with the stage's next commit (``StageRunner.emit``).
+Send = Callable[[list[Output]], None]
 Background = Callable[[Send, asyncio.Event], Coroutine[Any, Any, None]]
 
 

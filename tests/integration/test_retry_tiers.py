@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 
 from processors.errors import Unavailable
 from streams.commands.admin import create_topics, list_topics
-from streams.engine.kafka import durable_async_producer, read_keys
+from streams.engine.kafka import read_keys
 from streams.engine.records import Incoming, Output
 from streams.engine.runner import StageRunner
 from streams.settings import Settings
@@ -40,12 +40,10 @@ async def test_four_delays_make_four_tiers_and_nothing_stalls(kafka: Settings) -
     producer.produce(settings.topic(catalog.ROUTE_TOPICS[0]), b"ticket", key=b"<tiers@x>")
     assert producer.flush(10) == 0
 
-    out = durable_async_producer(settings, "test")
-    await out.start()
     stop = asyncio.Event()
     runners = [
-        StageRunner(spec, flaky, settings, out),
-        StageRunner(spec, flaky, settings, out, retries=True),
+        StageRunner(spec, flaky, settings),
+        StageRunner(spec, flaky, settings, retries=True),
     ]
     tasks = [asyncio.create_task(r.run(stop)) for r in runners]
     try:
@@ -55,7 +53,6 @@ async def test_four_delays_make_four_tiers_and_nothing_stalls(kafka: Settings) -
     finally:
         stop.set()
         await asyncio.gather(*tasks)
-        await out.stop()
     assert [m.value() for m in arrived] == [b"ticket"]
     assert attempts == [0, 1, 2, 3, 4]
     for tier in range(1, 5):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import TopicPartition
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.engine.kafka import durable_async_producer
 from streams.engine.records import Handler, Incoming, Output, Rebalance
-from streams.engine.runner import COMMIT_EVERY_S, StageRunner
+from streams.engine.records import TopicPartition as Partition
+from streams.engine.runner import StageRunner
 from streams.settings import Settings
 from tests.kafka_helpers import consume_all, make_topics
 from topics.catalog import StageSpec
@@ -26,18 +25,13 @@ async def run_until(
     on_assign: Rebalance | None = None,
 ) -> None:
     """Run one stage with ``model`` until ``done`` is set (60 s at most), then stop it."""
-    out = durable_async_producer(settings, "test")
-    await out.start()
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        StageRunner(spec, model, settings, out).run(stop, on_assign=on_assign)
-    )
+    task = asyncio.create_task(StageRunner(spec, model, settings).run(stop, on_assign=on_assign))
     try:
         await asyncio.wait_for(done.wait(), 60)
     finally:
         stop.set()
         await task
-        await out.stop()
 
 
 async def run_stage(settings: Settings, expected: int) -> tuple[int, dict[str, list[int]]]:
@@ -87,7 +81,8 @@ def test_a_stage_overlaps_emails_up_to_its_limit_and_keeps_each_email_in_order(
 def test_a_backlog_is_worked_through_on_every_partition_at_once(kafka: Settings) -> None:
     """classify and urgency read the same backlog side by side and the join waits for both:
     if one stage drained partition 0 while the other drained partition 3, every half would
-    wait minutes for its twin. So each poll takes a share of every partition."""
+    wait minutes for its twin. So the records read are taken in a share of every
+    partition at a time."""
     settings = kafka.model_copy(update={"stage_concurrency": 1})  # handled in poll order
     (topic,) = make_topics(settings, "backlog.in", partitions=6)
     make_topics(settings, "backlog.out", partitions=6)
@@ -137,16 +132,21 @@ def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it
                 fast_done.set()
         return [Output("slow.out", record.value, record.key)]
 
+    def committed_now(group: str) -> int | None:
+        looker = Consumer(settings.confluent_config(**{"group.id": group}))
+        try:
+            (found,) = looker.committed([TopicPartition(topic, 0)], timeout=10)
+            return found.offset if found.offset >= 0 else None
+        finally:
+            looker.close()
+
     async def committed(runner: StageRunner) -> int | None:
-        assert runner.consumer is not None
-        return await runner.consumer.committed(TopicPartition(topic, 0))
+        return await asyncio.to_thread(committed_now, runner.group)
 
     async def run() -> int | None:
         spec = StageSpec("slow", ("slow.in",), ("slow.out",))
-        out = durable_async_producer(settings, "test")
-        await out.start()
         stop = asyncio.Event()
-        runner = StageRunner(spec, model, settings, out)
+        runner = StageRunner(spec, model, settings)
         task = asyncio.create_task(runner.run(stop))
         try:
             producer.produce(topic, b"0", b"slow")
@@ -156,7 +156,7 @@ def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it
                 producer.produce(topic, b"1", f"fast-{n}".encode())
             producer.flush(10)
             await asyncio.wait_for(fast_done.wait(), 20)
-            await asyncio.sleep(COMMIT_EVERY_S * 3)  # commits that would pass it are due
+            await asyncio.sleep(settings.commit_interval_ms / 1000 * 3)  # commits are due
             committed_while_slow.append(await committed(runner))
             release.set()
             deadline = asyncio.get_running_loop().time() + 20
@@ -168,7 +168,6 @@ def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it
             release.set()
             stop.set()
             await task
-            await out.stop()
 
     final = asyncio.run(run())
 
@@ -180,9 +179,9 @@ def test_a_slow_email_holds_one_slot_and_the_commit_but_not_the_emails_behind_it
 def test_no_record_is_handled_while_a_newly_assigned_partition_restores_its_state(
     kafka: Settings,
 ) -> None:
-    """aiokafka fetches for a new assignment before it calls ``on_partitions_assigned``.
-    The join reloads its waiting halves in that callback; a half handled meanwhile would
-    miss its restored twin and wait until the join timeout. So records wait for it."""
+    """The join reloads its waiting halves when partitions are assigned; a half handled
+    meanwhile would miss its restored twin and wait until the join timeout. So nothing
+    of the partitions is fetched before the stage's callback returns."""
     settings = kafka.model_copy(update={"stage_concurrency": 4})
     (topic,) = make_topics(settings, "assign.in", partitions=2)
     make_topics(settings, "assign.out", partitions=2)
@@ -200,7 +199,7 @@ def test_no_record_is_handled_while_a_newly_assigned_partition_restores_its_stat
             all_handled.set()
         return []
 
-    async def restore(assigned: set[TopicPartition]) -> None:
+    async def restore(assigned: set[Partition]) -> None:
         await asyncio.sleep(1.5)  # reading a changelog back takes a while
         handled_while_restoring.append(len(handled))
 

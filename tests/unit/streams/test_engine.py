@@ -1,41 +1,30 @@
-"""The engine without a broker: fair polls, the in-flight tracker, and the real runner on
-an in-memory consumer and producer."""
+"""The engine without a broker: the in-flight tracker, and the real runner on an
+in-memory link."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from aiokafka import TopicPartition
 
 from processors.errors import Rejected, Unavailable
 from streams.engine.inflight import InFlight
-from streams.engine.records import Incoming, Output
-from streams.engine.runner import StageRunner, fair_batch
+from streams.engine.records import Incoming, Output, TopicPartition
+from streams.engine.runner import StageRunner
 from streams.settings import Settings
-from tests.memory import MemoryConsumer, MemoryProducer
+from tests.memory import MemoryLink
 from topics import headers as h
 from topics.catalog import StageSpec
 
 SPEC = StageSpec("echo", ("echo.in",), ("echo.out",))
 
 
-def backlog(partitions: int = 3, each: int = 50) -> MemoryConsumer:
-    consumer = MemoryConsumer(partitions)
-    consumer.subscribe(["echo.in"])
+def backlog(partitions: int = 3, each: int = 50) -> MemoryLink:
+    link = MemoryLink(partitions)
     for p in range(partitions):
         for n in range(each):
-            consumer.add("echo.in", p, f"{p}-{n}".encode(), key=f"k{p}-{n}".encode())
-    return consumer
-
-
-async def test_a_poll_takes_an_even_share_of_every_partition() -> None:
-    plain = backlog()
-    first = await plain.getmany(max_records=30)
-    assert {tp.partition: len(r) for tp, r in first.items()} == {0: 30}  # what aiokafka does
-
-    fair = await fair_batch(backlog(), size=30, timeout_ms=0)  # type: ignore[arg-type]
-    assert {tp.partition: len(r) for tp, r in fair.items()} == {0: 10, 1: 10, 2: 10}
+            link.add("echo.in", p, f"{p}-{n}".encode(), key=f"k{p}-{n}".encode())
+    return link
 
 
 async def test_commits_never_pass_a_record_that_is_not_done() -> None:
@@ -44,23 +33,24 @@ async def test_commits_never_pass_a_record_that_is_not_done() -> None:
     gates = [asyncio.Event() for _ in range(3)]
 
     def work(n: int):  # type: ignore[no-untyped-def]
-        async def run() -> None:
+        async def run() -> list[Output]:
             await gates[n].wait()
+            return [Output("out", str(n).encode(), b"k")]
 
         return run
 
     for offset in range(3):
         flight.start(tp, offset, f"key-{offset}", work(offset))
-    gates[2].set()
-    gates[1].set()
-    await asyncio.sleep(0)
-    await flight.wait_any(within_s=1)
-    while len(flight.tasks) > 1:
-        await flight.wait_any(within_s=1)
-    assert flight.take_committable() == {}  # offset 0 still in hand
+    for n in (2, 1):  # finish out of order
+        gates[n].set()
+        while len(flight.tasks) > n:
+            await flight.wait_any(within_s=1)
+    assert flight.take_committable() == ({}, [])  # offset 0 still in hand: nothing out
     gates[0].set()
     await flight.drain()
-    assert flight.take_committable() == {tp: 3}
+    offsets, outputs = flight.take_committable()
+    assert offsets == {tp: 3}
+    assert [o.value for o in outputs] == [b"2", b"1", b"0"]  # in the order they finished
 
 
 async def test_one_key_s_records_run_one_after_another_in_offset_order() -> None:
@@ -69,16 +59,19 @@ async def test_one_key_s_records_run_one_after_another_in_offset_order() -> None
     seen: list[str] = []
     slow_may_end = asyncio.Event()
 
-    async def slow() -> None:
+    async def slow() -> list[Output]:
         seen.append("slow starts")
         await slow_may_end.wait()
         seen.append("slow ends")
+        return []
 
-    async def fast() -> None:
+    async def fast() -> list[Output]:
         seen.append("fast runs")
+        return []
 
-    async def other() -> None:
+    async def other() -> list[Output]:
         seen.append("other key runs")
+        return []
 
     flight.start(tp, 0, b"email-1", slow)
     flight.start(tp, 1, b"email-1", fast)
@@ -89,19 +82,17 @@ async def test_one_key_s_records_run_one_after_another_in_offset_order() -> None
     slow_may_end.set()
     await flight.drain()
     assert seen.index("slow ends") < seen.index("fast runs")
-    assert flight.take_committable() == {tp: 3}
+    assert flight.take_committable() == ({tp: 3}, [])
 
 
-async def run_memory(
-    handler: object, consumer: MemoryConsumer, producer: MemoryProducer, outputs: int
-) -> StageRunner:
+async def run_memory(handler: object, link: MemoryLink, outputs: int) -> StageRunner:
     settings = Settings(retry_delays_s=(1.0, 2.0, 3.0, 4.0), tracing=False)
-    runner = StageRunner(SPEC, handler, settings, producer, consumer=consumer)  # type: ignore[arg-type]
+    runner = StageRunner(SPEC, handler, settings, link=link)  # type: ignore[arg-type]
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
         async with asyncio.timeout(10):
-            while len(producer.sent) < outputs:  # noqa: ASYNC110 - the runner sets it
+            while len(link.sent) < outputs:  # noqa: ASYNC110 - the runner sets it
                 await asyncio.sleep(0.005)
     finally:
         stop.set()
@@ -109,17 +100,108 @@ async def run_memory(
     return runner
 
 
-async def test_the_runner_writes_every_output_then_commits_to_the_end() -> None:
-    async def echo(record: Incoming) -> list[Output]:
-        return [Output("echo.out", record.value, record.key or b"")]
+async def echo(record: Incoming) -> list[Output]:
+    return [Output("echo.out", record.value, record.key or b"")]
 
-    consumer, producer = backlog(each=20), MemoryProducer()
-    runner = await run_memory(echo, consumer, producer, outputs=60)
-    assert sorted(s.value or b"" for s in producer.to("echo.out")) == sorted(
+
+async def test_the_runner_writes_every_output_then_commits_to_the_end() -> None:
+    link = backlog(each=20)
+    runner = await run_memory(echo, link, outputs=60)
+    assert sorted(s.value or b"" for s in link.to("echo.out")) == sorted(
         f"{p}-{n}".encode() for p in range(3) for n in range(20)
     )
-    assert consumer.committed == {TopicPartition("echo.in", p): 20 for p in range(3)}
+    assert link.committed == {TopicPartition("echo.in", p): 20 for p in range(3)}
     assert runner.processed == 60
+    assert link.closed
+
+
+async def test_a_record_s_outputs_go_out_only_with_its_offset() -> None:
+    """Record 0 is slow: record 1's output waits for it, and both go out in the commit
+    that moves the partition past them, never before."""
+    slow_may_end = asyncio.Event()
+
+    async def handler(record: Incoming) -> list[Output]:
+        if record.value == b"slow":
+            await slow_may_end.wait()
+        return [Output("echo.out", record.value, record.key or b"")]
+
+    link = MemoryLink(1)
+    link.add("echo.in", 0, b"slow", key=b"a")
+    link.add("echo.in", 0, b"fast", key=b"b")
+    settings = Settings(tracing=False, commit_interval_ms=1)
+    runner = StageRunner(SPEC, handler, settings, link=link)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    async with asyncio.timeout(10):
+        while runner.processed < 1:  # noqa: ASYNC110 - the runner sets it
+            await asyncio.sleep(0.005)
+    for _ in range(5):  # several commit intervals pass
+        await asyncio.sleep(0.01)
+    assert link.sent == []  # "fast" is done, but its offset cannot be committed yet
+    slow_may_end.set()
+    async with asyncio.timeout(10):
+        while len(link.sent) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    ((outputs, offsets),) = [c for c in link.commits if c[0]]
+    assert [o.value for o in outputs] == [b"fast", b"slow"]
+    assert offsets == {TopicPartition("echo.in", 0): 2}
+
+
+async def test_a_commit_the_group_refuses_puts_the_stage_back_where_it_committed() -> None:
+    """A transaction refused because the group moved on (a zombie): nothing of it is
+    written; the stage's state is rebuilt from what was committed and every record is
+    read again, so each output is written once."""
+    link = backlog(partitions=1, each=10)
+    link.lose_next = True
+    calls: list[str] = []
+
+    async def assign(parts: set[TopicPartition]) -> None:
+        calls.append("restore")
+
+    async def revoke(parts: set[TopicPartition]) -> None:
+        calls.append("forget")
+
+    settings = Settings(tracing=False)
+    runner = StageRunner(SPEC, echo, settings, link=link)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop, on_assign=assign, on_revoke=revoke))
+    async with asyncio.timeout(10):
+        while len(link.sent) < 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    assert runner.rewinds == 1
+    assert link.rewound == 1
+    assert calls[:3] == ["restore", "forget", "restore"]
+    assert sorted(s.value or b"" for s in link.sent) == sorted(f"0-{n}".encode() for n in range(10))
+    assert runner.processed >= 20  # every record twice: once lost, once committed
+
+
+async def test_emitted_outputs_wait_for_records_that_finished_before_them() -> None:
+    tp = TopicPartition("t", 0)
+    flight = InFlight()
+    gate = asyncio.Event()
+
+    async def blocked() -> list[Output]:
+        await gate.wait()
+        return [Output("out", b"first", b"k")]
+
+    async def quick() -> list[Output]:
+        return [Output("out", b"put", b"k")]
+
+    flight.start(tp, 0, b"a", blocked)
+    flight.start(tp, 1, b"b", quick)
+    while len(flight.tasks) > 1:
+        await flight.wait_any(within_s=1)
+    flight.emit([Output("out", b"tombstone", b"k")])
+    assert flight.take_committable() == ({}, [])  # the tombstone may not pass the put
+    gate.set()
+    await flight.drain()
+    offsets, outputs = flight.take_committable()
+    assert offsets == {tp: 2}
+    assert [o.value for o in outputs] == [b"put", b"tombstone", b"first"]
 
 
 async def test_failures_go_to_the_next_tier_or_the_dead_letter_topic_and_nothing_escapes() -> None:
@@ -132,26 +214,24 @@ async def test_failures_go_to_the_next_tier_or_the_dead_letter_topic_and_nothing
             raise ZeroDivisionError("a bug")
         return [Output("echo.out", record.value, record.key or b"")]
 
-    consumer = MemoryConsumer(1)
-    consumer.subscribe(["echo.in"])
+    link = MemoryLink(1)
     for value in (b"down", b"bad", b"bug", b"fine"):
-        consumer.add("echo.in", 0, value, key=value)
-    producer = MemoryProducer()
-    await run_memory(fussy, consumer, producer, outputs=4)
-    where = {s.value: s for s in producer.sent}
+        link.add("echo.in", 0, value, key=value)
+    await run_memory(fussy, link, outputs=4)
+    where = {s.value: s for s in link.sent}
     assert where[b"down"].topic == "echo.retry.1"
     assert h.get(where[b"down"].headers, h.RETRY_ATTEMPT) == "1"
     assert where[b"bad"].topic == "echo.dlq"
     assert h.get(where[b"bad"].headers, h.ERROR_CLASS) == "Rejected"
     assert where[b"bug"].topic == "echo.retry.1"  # not ours: may be transient
     assert where[b"fine"].topic == "echo.out"
-    assert consumer.committed == {TopicPartition("echo.in", 0): 4}
+    assert link.committed == {TopicPartition("echo.in", 0): 4}
 
 
 @pytest.mark.parametrize("tiers", [1, 3, 4])
 async def test_the_retry_runner_reads_one_topic_per_delay(tiers: int) -> None:
     settings = Settings(retry_delays_s=(0.1,) * tiers)
-    runner = StageRunner(SPEC, None, settings, MemoryProducer(), retries=True)  # type: ignore[arg-type]
+    runner = StageRunner(SPEC, None, settings, retries=True)  # type: ignore[arg-type]
     assert runner.inputs == tuple(f"echo.retry.{n}" for n in range(1, tiers + 1))
 
 
@@ -159,8 +239,7 @@ async def test_the_last_tier_s_failure_is_a_dead_letter() -> None:
     async def down(record: Incoming) -> list[Output]:
         raise Unavailable("still down")
 
-    consumer = MemoryConsumer(1)
-    consumer.subscribe(["echo.retry.4"])
+    link = MemoryLink(1)
     headers = [
         (h.RETRY_ATTEMPT, b"4"),
         (h.RETRY_NOT_BEFORE, b"0"),
@@ -169,18 +248,17 @@ async def test_the_last_tier_s_failure_is_a_dead_letter() -> None:
         (h.ORIGIN_OFFSET, b"7"),
         (h.ORIGIN_TIMESTAMP, b"0"),
     ]
-    consumer.add("echo.retry.4", 0, b"v", key=b"k", headers=headers)
-    producer = MemoryProducer()
+    link.add("echo.retry.4", 0, b"v", key=b"k", headers=headers)
     settings = Settings(retry_delays_s=(0.1,) * 4, tracing=False)
-    runner = StageRunner(SPEC, down, settings, producer, retries=True, consumer=consumer)
+    runner = StageRunner(SPEC, down, settings, retries=True, link=link)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     async with asyncio.timeout(10):
-        while not producer.sent:  # noqa: ASYNC110
+        while not link.sent:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
     stop.set()
     await task
-    (dead,) = producer.sent
+    (dead,) = link.sent
     assert dead.topic == "echo.dlq"
     assert h.get(dead.headers, h.RETRY_ATTEMPT) == "4"
     assert h.get(dead.headers, h.ORIGIN_OFFSET) == "7"

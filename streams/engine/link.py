@@ -1,0 +1,585 @@
+"""A stage's connection to Kafka: records in; outputs and input offsets out together.
+
+On confluent-kafka (librdkafka). Exactly-once (the default): a runner's outputs and the
+offsets of the records they came from commit in one transaction that carries the
+consumer's group metadata (KIP-447), so a worker that fell out of its group can neither
+write nor commit; every consumer reads committed. At-least-once: outputs are sent with
+acks=all and idempotence, and the offsets are committed once Kafka has acknowledged them.
+
+Why librdkafka and not aiokafka, the runtime before: aiokafka 0.14's
+``send_offsets_to_transaction`` sends TxnOffsetCommit v0 with a group id only, so the
+coordinator cannot tell a member of the current generation from one the group has left
+behind, and a zombie's transaction commits offsets its successor is processing again.
+librdkafka sends ``consumer_group_metadata()`` (generation, member id), fetches committed
+offsets with require_stable (a pending transaction's offsets are waited for, not read
+stale), and heartbeats from its own thread, so a busy event loop does not drop a worker
+from its group.
+
+The consumer runs on a thread of its own (its rebalance callbacks run there and hand the
+runner's work to the event loop); transactions run on a second thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+)
+from confluent_kafka import TopicPartition as Partition
+
+from streams.engine.records import Incoming, Output, Rebalance, TopicPartition
+from streams.settings import Settings
+from streams.telemetry import metrics
+
+log = logging.getLogger("mailroom.stage")
+
+#: How long a producer waits to fill a batch.
+LINGER_MS = 5
+#: Offset-commit errors that mean the partitions are no longer this member's.
+NOT_OURS = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+)
+
+
+class Lost(Exception):
+    """The group moved on: the partitions are another member's now; nothing was
+    committed and the records in hand are its to process again."""
+
+
+class Link(Protocol):
+    """What a stage runner needs from Kafka (``KafkaLink``; an in-memory one in tests)."""
+
+    async def start(
+        self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
+    ) -> None: ...
+    async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def pause(self, tp: TopicPartition) -> None: ...
+    def resume(self, tp: TopicPartition) -> None: ...
+    def seek(self, tp: TopicPartition, offset: int) -> None: ...
+    async def commit(
+        self, outputs: list[Output], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None: ...
+    async def rewind(self, parts: set[TopicPartition]) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Stalled:
+    """Says once that a runner cannot write, and once that it can again."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.on = False
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        if not self.on:
+            log.error(
+                "stage %s stalled: cannot %s (%s); input not committed, retrying",
+                self.stage,
+                what,
+                describe(exc),
+            )
+        self.on = True
+        metrics.STALLED.labels(self.stage).set(1)
+
+    def recovered(self) -> None:
+        if self.on:
+            log.warning("stage %s recovered: outputs written", self.stage)
+            metrics.STALLED.labels(self.stage).set(0)
+        self.on = False
+
+
+class KafkaLink:
+    """One consumer in the stage's group and the producer that writes for it."""
+
+    def __init__(self, settings: Settings, group: str, client_id: str, stage: str) -> None:
+        self.settings = settings
+        self.group = group
+        self.stage = stage
+        self.transactional = settings.exactly_once
+        self.consumer = Consumer(consumer_config(settings, group, client_id))
+        instance = settings.instance_id or uuid.uuid4().hex[:12]
+        self.txn_id = f"{group}.{instance}"
+        self.client_id = client_id
+        self.producer = self._producer()
+        self.reading = ThreadPoolExecutor(1, thread_name_prefix=f"consume-{stage}")
+        self.writing = ThreadPoolExecutor(1, thread_name_prefix=f"produce-{stage}")
+        self._assigned: set[TopicPartition] = set()
+        # committed offsets of the assigned partitions, sent with every transaction so
+        # even one of emitted outputs only is checked against the group's generation
+        self._known: dict[TopicPartition, int] = {}
+        # bumped by every rewind and rebalance: what a poll running meanwhile returns is
+        # dropped (it may hold records fetched before the partitions were given back at
+        # their committed offsets; the runner would commit past the ones in between)
+        self._epoch = 0
+        self._placed: dict[TopicPartition, int] = {}  # where the last assignment put each
+        self._last: dict[TopicPartition, int] = {}  # offset of the last record read
+        self._ops: list[Callable[[], None]] = []  # consumer calls made before the next poll
+        self._metadata: Any = None  # the group's, taken in a rebalance callback
+        self._in_callback = False
+        self._stash: dict[TopicPartition, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stall = Stalled(stage)
+        self._warned: set[str] = set()
+        self._needs_init = self.transactional  # init_transactions before the first one
+        self._needs_abort = False
+
+    def _producer(self) -> Producer:
+        extra: dict[str, Any] = {"linger.ms": LINGER_MS, "client.id": self.client_id}
+        if self.transactional:
+            timeout = self.settings.transaction_timeout_ms
+            extra |= {
+                "transactional.id": self.txn_id,
+                "transaction.timeout.ms": timeout,
+                "message.timeout.ms": timeout,
+            }
+        return Producer(self.settings.confluent_config(**extra, **DURABLE))
+
+    # -- reading ------------------------------------------------------------------------
+    # confluent-kafka serialises a consumer's calls with ``consume``: every call is made on
+    # the reading thread, between polls (``_ops``) or inside a rebalance callback, never
+    # from the event loop or the writing thread, which would wait for the poll or, during
+    # a callback that waits for the loop, forever.
+    async def start(
+        self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
+    ) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+
+        def call(hook: Rebalance, parts: set[TopicPartition], consumer: Consumer) -> None:
+            """Run the runner's hook on the loop, this thread waiting; what the hook
+            commits meanwhile uses the group metadata taken here."""
+
+            async def run() -> None:
+                await hook(parts)
+
+            if self.transactional:
+                self._metadata = consumer.consumer_group_metadata()
+            self._in_callback = True
+            try:
+                asyncio.run_coroutine_threadsafe(run(), loop).result()
+            finally:
+                self._in_callback = False
+                if self._stash:  # at-least-once commits made during the hook
+                    stash, self._stash = self._stash, {}
+                    self._commit_offsets(stash)
+
+        def assigned(consumer: Consumer, partitions: list[Partition]) -> None:
+            try:
+                # Offsets a pending transaction holds are waited for (require_stable), so
+                # the stage's state is restored only once its inputs' offsets are final.
+                found = consumer.committed(partitions, timeout=self._timeout_s)
+                parts = {TopicPartition(p.topic, p.partition) for p in found}
+                log.info(
+                    "stage %s (group %s) newly assigned %s",
+                    self.stage,
+                    self.group,
+                    ", ".join(f"{t}[{p}]" for t, p in sorted(parts)),
+                )
+                self._epoch += 1
+                self._assigned |= parts
+                for p in found:
+                    tp = TopicPartition(p.topic, p.partition)
+                    self._placed[tp] = p.offset
+                    if p.offset >= 0:
+                        self._known[tp] = p.offset
+                call(on_assign, parts, consumer)
+                consumer.assign(found)
+            except Exception:
+                log.exception("stage %s: assigning %s failed", self.stage, partitions)
+                raise
+
+        def revoked(consumer: Consumer, partitions: list[Partition]) -> None:
+            parts = {TopicPartition(p.topic, p.partition) for p in partitions}
+            self._epoch += 1
+            try:
+                call(on_revoke, parts, consumer)
+            except Exception:
+                log.exception("stage %s: giving up %s failed", self.stage, sorted(parts))
+            finally:
+                self._forget(parts)
+
+        def lost(consumer: Consumer, partitions: list[Partition]) -> None:
+            parts = {TopicPartition(p.topic, p.partition) for p in partitions}
+            log.warning("stage %s lost partitions %s to the group", self.stage, sorted(parts))
+            self._epoch += 1
+            try:
+                call(on_lost, parts, consumer)
+            finally:
+                self._forget(parts)
+
+        if self.transactional:
+            await loop.run_in_executor(self.writing, self._recover)
+        await loop.run_in_executor(
+            self.reading,
+            lambda: self.consumer.subscribe(
+                topics, on_assign=assigned, on_revoke=revoked, on_lost=lost
+            ),
+        )
+
+    def _forget(self, parts: set[TopicPartition]) -> None:
+        self._assigned -= parts
+        for tp in parts:
+            self._known.pop(tp, None)
+            self._last.pop(tp, None)
+            self._placed.pop(tp, None)
+
+    @property
+    def _timeout_s(self) -> float:
+        return max(10.0, self.settings.transaction_timeout_ms / 1000 * 3)
+
+    def _run_ops(self) -> None:
+        ops, self._ops = self._ops, []
+        for op in ops:
+            try:
+                op()
+            except KafkaException as exc:  # e.g. a partition no longer assigned
+                log.info("stage %s: %s", self.stage, describe(exc))
+
+    def _consume(self, max_records: int, timeout_s: float) -> list[Message]:
+        self._run_ops()
+        messages: list[Message] = self.consumer.consume(max_records, timeout_s)
+        return messages
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
+        assert self._loop is not None, "start() first"
+        epoch = self._epoch
+        messages = await self._loop.run_in_executor(
+            self.reading, self._consume, max_records, timeout_s
+        )
+        if epoch != self._epoch:
+            # A rebalance or rewind during the poll: these records may predate it. Read
+            # every partition again from where the assignment put it (nothing of this poll
+            # was handed out, so nothing was processed past there).
+            placed = [
+                Partition(tp.topic, tp.partition, offset)
+                for tp, offset in self._placed.items()
+                if tp in self._assigned
+            ]
+            if placed:  # assign, not seek: a partition just assigned may not take a seek yet
+                self._ops.append(lambda: self.consumer.assign(placed))
+            return []
+        records = []
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self._warn_once(f"stage {self.stage} cannot read: {describe(error)}")
+                continue
+            tp = TopicPartition(m.topic(), m.partition())
+            offset = m.offset()
+            self._last[tp] = offset
+            records.append(
+                Incoming(
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    m.key(),
+                    m.value(),
+                    list(m.headers() or ()),
+                    m.timestamp()[1],
+                )
+            )
+        return records
+
+    def _warn_once(self, line: str) -> None:
+        if line not in self._warned:
+            self._warned.add(line)
+            log.warning("%s", line)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def pause(self, tp: TopicPartition) -> None:
+        """Before the next poll."""
+        self._ops.append(lambda: self.consumer.pause([Partition(tp.topic, tp.partition)]))
+
+    def resume(self, tp: TopicPartition) -> None:
+        """Before the next poll."""
+        self._ops.append(lambda: self.consumer.resume([Partition(tp.topic, tp.partition)]))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Before the next poll."""
+        self._ops.append(lambda: self.consumer.seek(Partition(tp.topic, tp.partition, offset)))
+
+    async def rewind(self, parts: set[TopicPartition]) -> None:
+        """Put ``parts`` back at their committed offsets; what a running poll returns is
+        dropped."""
+        assert self._loop is not None
+        self._epoch += 1
+        asked = [Partition(tp.topic, tp.partition) for tp in parts if tp in self._assigned]
+        if asked:
+            await self._loop.run_in_executor(self.reading, self._rewind, asked)
+
+    def _rewind(self, asked: list[Partition]) -> None:
+        self._run_ops()
+        found = self.consumer.committed(asked, timeout=self._timeout_s)
+        for p in found:
+            tp = TopicPartition(p.topic, p.partition)
+            self._last.pop(tp, None)
+            self._placed[tp] = p.offset
+        # Assigned again at the committed offsets (all of the assignment is rewound):
+        # unlike a seek, this also takes a partition whose fetch has not started yet.
+        self.consumer.assign(found)
+
+    def _prepare(self, offsets: dict[TopicPartition, int]) -> tuple[dict[TopicPartition, int], Any]:
+        """On the reading thread, between polls: the group metadata, and each offset moved
+        past the transaction markers behind the partition's last record when every record
+        read from it is done (so a caught-up group shows no lag)."""
+        metadata = self.consumer.consumer_group_metadata() if self.transactional else None
+        done = [tp for tp, n in offsets.items() if self._last.get(tp) == n - 1]
+        if done:
+            for p in self.consumer.position([Partition(t, n) for t, n in done]):
+                tp = TopicPartition(p.topic, p.partition)
+                if p.offset > offsets[tp]:
+                    offsets[tp] = p.offset
+        self._lag(offsets)
+        return offsets, metadata
+
+    # -- writing ------------------------------------------------------------------------
+    async def commit(
+        self, outputs: list[Output], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None:
+        """Write ``outputs`` and commit ``offsets``; exactly-once: in one transaction.
+
+        Retried until it works (the stage stalls meanwhile, nothing is dropped), except
+        when the group has moved on (``Lost``) or the runner is stopping."""
+        assert self._loop is not None
+        loop = self._loop
+        in_callback = self._in_callback
+        if in_callback:
+            metadata = self._metadata
+        else:
+            offsets, metadata = await loop.run_in_executor(
+                self.reading, self._prepare, dict(offsets)
+            )
+        delay = 0.2
+        while True:
+            try:
+                if self.transactional:
+                    await loop.run_in_executor(
+                        self.writing, self._transaction, outputs, offsets, metadata
+                    )
+                else:
+                    outputs = await loop.run_in_executor(self.writing, self._deliver, outputs)
+                    if outputs:
+                        raise Undelivered(outputs)
+                    if in_callback:
+                        self._stash.update(offsets)  # committed by the callback's thread
+                    else:
+                        await loop.run_in_executor(self.reading, self._commit_offsets, offsets)
+            except Lost:
+                self._stall.recovered()
+                raise
+            except Exception as exc:
+                self._stall.failed(f"write {len(outputs)} outputs", exc)
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._stall.recovered()
+            return
+
+    def _transaction(
+        self, outputs: list[Output], offsets: dict[TopicPartition, int], metadata: Any
+    ) -> None:
+        """One transaction: every output, then the offsets with the group's metadata.
+
+        A failed one is aborted before the next begins; librdkafka's abort and init may
+        time out and are then called again ("resumed") by the next attempt, and a producer
+        left fatally broken (fenced, or its epoch lost) is replaced by a new one with the
+        same transactional id."""
+        self._recover()
+        producer = self.producer
+        assigned = self._assigned
+        every = {tp: n for tp, n in self._known.items() if tp in assigned} | offsets
+        try:
+            producer.begin_transaction()
+            for o in outputs:
+                self._produce(o)
+            if every:
+                producer.send_offsets_to_transaction(
+                    [Partition(tp.topic, tp.partition, n) for tp, n in every.items()],
+                    metadata,
+                    self._timeout_s,
+                )
+            self._end(producer)
+            self._known.update({tp: n for tp, n in offsets.items() if tp in self._assigned})
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                self._renew(error)
+            else:
+                self._needs_abort = True
+            if error.code() in NOT_OURS:
+                raise Lost(describe(error)) from exc
+            raise
+
+    def _recover(self) -> None:
+        """Finish the init or abort a failed attempt left behind (both resumable)."""
+        try:
+            if self._needs_init:
+                self.producer.init_transactions(self._timeout_s)
+                self._needs_init = False
+            if self._needs_abort:
+                try:
+                    self.producer.abort_transaction(self._timeout_s)
+                except KafkaException as exc:
+                    error: KafkaError = exc.args[0]
+                    if error.retriable() or error.fatal():
+                        raise
+                    # nothing to abort (no transaction began): done
+                self._needs_abort = False
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal():
+                self._renew(error)
+            raise
+
+    def _renew(self, error: KafkaError) -> None:
+        log.warning(
+            "stage %s: producer unusable (%s); a new one takes over", self.stage, describe(error)
+        )
+        self.producer = self._producer()
+        self._needs_init, self._needs_abort = True, False
+
+    def _end(self, producer: Producer) -> None:
+        """Commit, calling again while the error says to (a retriable commit)."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                producer.commit_transaction(self._timeout_s)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable() or time.monotonic() > deadline:
+                    raise
+
+    def _produce(self, o: Output, on_delivery: Callable[..., None] | None = None) -> None:
+        topic = self.settings.topic(o.topic)
+        while True:
+            try:
+                self.producer.produce(
+                    topic, o.value, o.key, headers=o.headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:  # the local queue is full: let it drain
+                self.producer.poll(0.05)
+
+    def _deliver(self, outputs: list[Output]) -> list[Output]:
+        """At-least-once: send, wait for the acknowledgements; the outputs not acked."""
+        failed: list[Output] = []
+
+        def report(o: Output) -> Callable[[KafkaError | None, Any], None]:
+            def delivered(error: KafkaError | None, _message: Any) -> None:
+                if error is not None:
+                    failed.append(o)
+                    self._warn_once(f"stage {self.stage} cannot write: {describe(error)}")
+
+            return delivered
+
+        for o in outputs:
+            self._produce(o, report(o))
+        left = self.producer.flush(self._timeout_s)
+        if left:
+            raise Undelivered([])
+        return failed
+
+    def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(
+                offsets=[Partition(tp.topic, tp.partition, n) for tp, n in offsets.items()],
+                asynchronous=False,
+            )
+            self._known.update(offsets)
+        except KafkaException as exc:
+            # The group moved on; the new owner processes these again (at least once).
+            log.warning("stage %s could not commit %s: %s", self.stage, offsets, describe(exc))
+
+    def _lag(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            try:
+                _low, high = self.consumer.get_watermark_offsets(
+                    Partition(tp.topic, tp.partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                    max(0, high - offset)
+                )
+
+    async def close(self) -> None:
+        """Leave the group at once (its partitions move now, not after a session
+        timeout), then let the producer go."""
+        assert self._loop is not None
+        loop = self._loop
+        try:
+            await loop.run_in_executor(self.reading, self.consumer.close)
+        finally:
+            if not self.transactional:
+                await loop.run_in_executor(self.writing, self.producer.flush, 5.0)
+            self.reading.shutdown(wait=False)
+            self.writing.shutdown(wait=False)
+
+
+class Undelivered(Exception):
+    def __init__(self, outputs: list[Output]) -> None:
+        super().__init__(f"{len(outputs)} outputs not acknowledged")
+        self.outputs = outputs
+
+
+DURABLE = {"acks": "all", "enable.idempotence": True}
+
+
+def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
+    """A stage's consumer: offsets committed by the runner only, committed records only,
+    partition n of every input on one member (``range`` deals each topic's partitions
+    out in the same order, and every stage's inputs have the same partition count), a
+    dead member noticed within the session timeout."""
+    return settings.confluent_config(
+        **{
+            "group.id": group,
+            "client.id": client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 6),
+            "queued.max.messages.kbytes": 16384,
+            "max.partition.fetch.bytes": 262144,
+        }
+    )
+
+
+def describe(error: object) -> str:
+    """One line for a librdkafka error (KafkaError or the KafkaException around one)."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        error = error.args[0]
+    if isinstance(error, KafkaError):
+        return f"{error.name()}: {error.str()}"
+    return f"{type(error).__name__}: {error}"
+
+
+__all__ = ["OFFSET_INVALID", "KafkaLink", "Link", "Lost", "consumer_config", "describe"]
