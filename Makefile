@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: help setup demo test lint jaeger llm eval bench bench-quick clean
+.PHONY: help setup demo test lint jaeger llm eval chaos bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ $(STAMPS)/redis:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server missing: sudo apt-get install redis-server"; exit 1; fi; }
 	@touch $@
+
+chaos: $(STAMPS)/python $(STAMPS)/jars ## 3-node cluster, 5,000 real complaints, workers and a broker SIGKILLed: lost, duplicated, wrong, stalls (~15 min)
+	$(BIN)/python -m ops.chaos --json .chaos.json $(ARGS)
 
 bench: $(STAMPS)/dev $(STAMPS)/jars $(STAMPS)/redis ## every benchmark side by side: one table, .bench/results.json (~25 min)
 	$(BIN)/python -m ops.bench $(ARGS)
