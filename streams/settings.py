@@ -207,11 +207,17 @@ class Settings(BaseSettings):
         ge=1000,
         description="a crashed worker's open transaction blocks its partitions this long",
     )
+    group_protocol: Literal["consumer", "classic"] = Field(
+        default="consumer",
+        description="consumer: the group protocol of KIP-848 (Kafka 4; the broker assigns, "
+        "and moves only the partitions that change owner); classic: eager rebalances",
+    )
     session_timeout_ms: int = Field(
         default=3000,
         ge=1000,
-        description="a worker that stops heartbeating loses its partitions after this; "
-        "the broker's group.min.session.timeout.ms must allow it",
+        description="classic protocol: a worker that stops heartbeating loses its "
+        "partitions after this (the broker's group.min.session.timeout.ms must allow it); "
+        "with the consumer protocol the broker's group.consumer.session.timeout.ms decides",
     )
 
     # -- failures -----------------------------------------------------------------------

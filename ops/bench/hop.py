@@ -63,7 +63,6 @@ async def _hop(
 ) -> tuple[float, float]:
     """Messages/s and CPU seconds per message, both from the first message handled on
     (start-up, imports and the group join left out); the profile covers the same span."""
-    from streams.engine.kafka import durable_async_producer
     from streams.engine.records import Incoming, Output
     from streams.engine.runner import StageRunner
     from streams.guard.budget import Budget
@@ -83,9 +82,7 @@ async def _hop(
         return [out("hop.out", ticket), *calls.spend(call)]
 
     spec = StageSpec(STAGE, ("hop.in",), ("hop.out",))
-    producer = durable_async_producer(settings, f"{settings.app_id}-hop")
-    await producer.start()
-    runner = StageRunner(spec, noop_model, settings, producer)
+    runner = StageRunner(spec, noop_model, settings)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
@@ -103,7 +100,6 @@ async def _hop(
     finally:
         stop.set()
         await task
-        await producer.stop()
 
 
 CATEGORIES = (
@@ -111,7 +107,7 @@ CATEGORIES = (
     ("tracing (OpenTelemetry)", ("opentelemetry", "/streams/tracing.py")),
     ("logging (JSON lines)", ("/logging/", "/streams/logs.py", "/json/")),
     ("metrics (Prometheus)", ("prometheus_client",)),
-    ("Kafka client (aiokafka)", ("aiokafka", "/kafka/")),
+    ("Kafka client (confluent-kafka)", ("confluent_kafka", "/kafka/", "/engine/link.py")),
     ("event loop and sockets", ("/asyncio/", "selectors", "socket", "ssl")),
     ("framework (streams/, topics/)", ("/streams/", "/topics/", "/processors/", "/ops/bench/")),
 )

@@ -4,6 +4,7 @@ twice or given a wrong outcome, or the longest stall passed the bar."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 from dataclasses import asdict
@@ -47,6 +48,9 @@ def main(
         broker_down_s=broker_down,
         rate=rate,
     )
+    logging.getLogger("mailroom").setLevel(
+        logging.ERROR
+    )  # the clients' retries while a node is down
     console = Console()
     with tempfile.TemporaryDirectory(prefix="mailroom-chaos-") as scratch:
         report = Chaos(plan, data_dir or Path(scratch), say=console.print).run()

@@ -34,6 +34,7 @@ class InFlight:
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[list[Output]]] = set()
+        self.partition: dict[asyncio.Task[list[Output]], TopicPartition] = {}
         self.tails: dict[object, asyncio.Task[list[Output]]] = {}
         # per partition, offset -> (finish sequence, outputs) once done, None before
         self.open: dict[TopicPartition, dict[int, tuple[int, list[Output]] | None]] = {}
@@ -52,10 +53,12 @@ class InFlight:
 
         task = asyncio.create_task(in_turn())
         self.tasks.add(task)
+        self.partition[task] = tp
         self.tails[key] = task
 
         def done(t: asyncio.Task[list[Output]]) -> None:
             self.tasks.discard(t)
+            self.partition.pop(t, None)
             if self.tails.get(key) is t:
                 del self.tails[key]
             if t.cancelled():
@@ -119,19 +122,30 @@ class InFlight:
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=within_s, return_when="FIRST_COMPLETED")
 
-    async def drain(self, within_s: float | None = None) -> bool:
-        """Wait for every record in hand (at most ``within_s``); whether all finished."""
+    def of(self, parts: set[TopicPartition] | None) -> set[asyncio.Task[list[Output]]]:
+        """The tasks in hand for ``parts`` (None: all)."""
+        if parts is None:
+            return set(self.tasks)
+        return {t for t in self.tasks if self.partition.get(t) in parts}
+
+    async def drain(
+        self, within_s: float | None = None, parts: set[TopicPartition] | None = None
+    ) -> bool:
+        """Wait for the records in hand of ``parts`` (None: all), at most ``within_s``;
+        whether they all finished."""
         loop = asyncio.get_running_loop()
         deadline = None if within_s is None else loop.time() + within_s
-        while self.tasks:
+        while waiting := self.of(parts):
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 return False
-            await asyncio.wait(set(self.tasks), timeout=left)
+            await asyncio.wait(waiting, timeout=left)
         return True
 
-    async def cancel(self) -> None:
-        for task in self.tasks:
+    async def cancel(self, parts: set[TopicPartition] | None = None) -> None:
+        """Give up the records in hand of ``parts`` (None: all)."""
+        doomed = self.of(parts)
+        for task in doomed:
             task.cancel()
-        if self.tasks:
-            await asyncio.wait(set(self.tasks))
+        if doomed:
+            await asyncio.wait(doomed)

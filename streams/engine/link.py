@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     OFFSET_INVALID,
     Consumer,
     KafkaError,
@@ -114,6 +115,9 @@ class KafkaLink:
         self.group = group
         self.stage = stage
         self.transactional = settings.exactly_once
+        # classic: eager range rebalances (every partition revoked and dealt again);
+        # consumer (KIP-848): the broker moves only the partitions that change owner
+        self.eager = settings.group_protocol == "classic"
         self.consumer = Consumer(consumer_config(settings, group, client_id))
         instance = settings.instance_id or uuid.uuid4().hex[:12]
         self.txn_id = f"{group}.{instance}"
@@ -192,7 +196,8 @@ class KafkaLink:
                     self.group,
                     ", ".join(f"{t}[{p}]" for t, p in sorted(parts)),
                 )
-                self._epoch += 1
+                if self.eager:
+                    self._epoch += 1
                 self._assigned |= parts
                 for p in found:
                     tp = TopicPartition(p.topic, p.partition)
@@ -200,14 +205,18 @@ class KafkaLink:
                     if p.offset >= 0:
                         self._known[tp] = p.offset
                 call(on_assign, parts, consumer)
-                consumer.assign(found)
+                if self.eager:
+                    consumer.assign(found)
+                else:
+                    consumer.incremental_assign(found)
             except Exception:
                 log.exception("stage %s: assigning %s failed", self.stage, partitions)
                 raise
 
         def revoked(consumer: Consumer, partitions: list[Partition]) -> None:
             parts = {TopicPartition(p.topic, p.partition) for p in partitions}
-            self._epoch += 1
+            if self.eager:
+                self._epoch += 1
             try:
                 call(on_revoke, parts, consumer)
             except Exception:
@@ -218,7 +227,8 @@ class KafkaLink:
         def lost(consumer: Consumer, partitions: list[Partition]) -> None:
             parts = {TopicPartition(p.topic, p.partition) for p in partitions}
             log.warning("stage %s lost partitions %s to the group", self.stage, sorted(parts))
-            self._epoch += 1
+            if self.eager:
+                self._epoch += 1
             try:
                 call(on_lost, parts, consumer)
             finally:
@@ -272,7 +282,8 @@ class KafkaLink:
                 for tp, offset in self._placed.items()
                 if tp in self._assigned
             ]
-            if placed:  # assign, not seek: a partition just assigned may not take a seek yet
+            if placed and self.eager:
+                # assign, not seek: a partition just assigned may not take a seek yet
                 self._ops.append(lambda: self.consumer.assign(placed))
             return []
         records = []
@@ -324,7 +335,11 @@ class KafkaLink:
         assert self._loop is not None
         self._epoch += 1
         asked = [Partition(tp.topic, tp.partition) for tp in parts if tp in self._assigned]
-        if asked:
+        if not asked:
+            return
+        if self._in_callback:  # the reading thread waits for us: before its next poll
+            self._ops.append(lambda: self._rewind(asked))
+        else:
             await self._loop.run_in_executor(self.reading, self._rewind, asked)
 
     def _rewind(self, asked: list[Partition]) -> None:
@@ -334,9 +349,17 @@ class KafkaLink:
             tp = TopicPartition(p.topic, p.partition)
             self._last.pop(tp, None)
             self._placed[tp] = p.offset
-        # Assigned again at the committed offsets (all of the assignment is rewound):
-        # unlike a seek, this also takes a partition whose fetch has not started yet.
-        self.consumer.assign(found)
+        if self.eager:
+            # Assigned again at the committed offsets (all of the assignment is rewound):
+            # unlike a seek, this also takes a partition whose fetch has not started yet.
+            self.consumer.assign(found)
+            return
+        for p in found:
+            offset = p.offset if p.offset >= 0 else OFFSET_BEGINNING
+            try:
+                self.consumer.seek(Partition(p.topic, p.partition, offset))
+            except KafkaException as exc:  # no longer assigned: its new owner reads it
+                log.info("stage %s: no rewind of %s: %s", self.stage, p, describe(exc))
 
     def _prepare(self, offsets: dict[TopicPartition, int]) -> tuple[dict[TopicPartition, int], Any]:
         """On the reading thread, between polls: the group metadata, and each offset moved
@@ -553,24 +576,33 @@ DURABLE = {"acks": "all", "enable.idempotence": True}
 
 def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
     """A stage's consumer: offsets committed by the runner only, committed records only,
-    partition n of every input on one member (``range`` deals each topic's partitions
-    out in the same order, and every stage's inputs have the same partition count), a
-    dead member noticed within the session timeout."""
-    return settings.confluent_config(
-        **{
-            "group.id": group,
-            "client.id": client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
+    partition n of every input on one member (the ``range`` assignor deals each topic's
+    partitions out in the same order, and every stage's inputs have the same partition
+    count). With the consumer group protocol of KIP-848 (Kafka 4) the broker runs the
+    assignor and moves only the partitions that change owner, and the broker's
+    ``group.consumer.session.timeout.ms`` says when a dead member is noticed; with the
+    classic protocol every rebalance deals all partitions again, and a dead member is
+    noticed after ``session_timeout_ms``."""
+    common: dict[str, Any] = {
+        "group.id": group,
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "queued.max.messages.kbytes": 16384,
+        "max.partition.fetch.bytes": 262144,
+    }
+    protocol: dict[str, Any]
+    if settings.group_protocol == "consumer":
+        protocol = {"group.protocol": "consumer", "group.remote.assignor": "range"}
+    else:
+        protocol = {
             "partition.assignment.strategy": "range",
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 6),
-            "queued.max.messages.kbytes": 16384,
-            "max.partition.fetch.bytes": 262144,
         }
-    )
+    return settings.confluent_config(**common, **protocol)
 
 
 def describe(error: object) -> str:

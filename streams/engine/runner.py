@@ -111,11 +111,11 @@ class StageRunner:
                 await on_assign(parts)
 
         async def revoked(parts: set[TopicPartition]) -> None:
-            # Finish what is in hand (a short grace; past it, given up: its new owner
-            # processes it again) and commit it while the partitions are still ours.
+            # Finish what is in hand for them (a short grace; past it, given up: their new
+            # owner processes it again) and commit it while the partitions are still ours.
             self._drop_ready(parts)
-            if not await flight.drain(within_s=REVOKE_GRACE_S):
-                await flight.cancel()
+            if not await flight.drain(within_s=REVOKE_GRACE_S, parts=parts):
+                await flight.cancel(parts)
             try:
                 await self._commit(link, stop)
             except Lost as exc:
@@ -124,25 +124,25 @@ class StageRunner:
             if on_revoke is not None:
                 await on_revoke(parts)
 
-        async def lost(parts: set[TopicPartition]) -> None:
-            self._drop_ready(None)
-            await flight.cancel()
-            flight.forget()
-            if on_revoke is not None:
-                await on_revoke(parts)
-
-        async def rewind() -> None:
-            """After a failed commit: nothing in hand, state and positions as committed."""
+        async def rewind(gone: set[TopicPartition] | None = None) -> None:
+            """Nothing in hand; state and positions as committed (``gone``: partitions
+            already lost to the group, given up without a commit)."""
             self.rewinds += 1
             self._drop_ready(None)
             await flight.cancel()
             flight.forget()
-            parts = link.assignment()
+            parts = link.assignment() - (gone or set())
             if on_revoke is not None:
-                await on_revoke(parts)
+                await on_revoke(parts | (gone or set()))
             await link.rewind(parts)
-            if on_assign is not None:
+            if on_assign is not None and parts:
                 await on_assign(parts)
+
+        async def lost(parts: set[TopicPartition]) -> None:
+            # Lost without a revoke (the session ran out): whatever is in hand may have
+            # been read past records of the lost partitions' new owner; start over from
+            # the committed offsets of what is still ours.
+            await rewind(gone=parts)
 
         await link.start(topics, assigned, revoked, lost)
         room = max(2 * self.settings.stage_concurrency, 1)
