@@ -60,7 +60,7 @@ class Plan:
     auto_replies: float = 0.1  # share of the emails
     fault_rate: float = 0.12
     broker_down_s: float = 20.0
-    rate: float | None = None  # emails/s; default: spread over the kills
+    rate: float | None = 10.0  # emails/s (None: spread over the kills)
     drain_timeout_s: float = 900.0
     seed: int = 0
 

@@ -34,7 +34,7 @@ def main(
     broker_down: Annotated[float, typer.Option(help="seconds the killed node stays down")] = (
         Plan.broker_down_s
     ),
-    rate: Annotated[float | None, typer.Option(help="emails/s (default: over the kills)")] = None,
+    rate: Annotated[float, typer.Option(help="emails produced per second")] = 10.0,
     stall_bar: Annotated[float, typer.Option(help="longest stall allowed, seconds")] = 5.0,
     data_dir: Annotated[Path | None, typer.Option(help="default: a temporary folder")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,

@@ -22,8 +22,9 @@ from ops.llmstub import ScriptedServer, completion
 from processors.classify import classify
 from processors.models import QualityRequest
 from processors.quality import check
+from streams.endpoint import Endpoint
 from streams.models.local import LocalModels
-from streams.settings import Endpoint, Settings
+from streams.settings import Settings
 
 EMAILS = 100
 PRICES = (2.5, 10.0)  # USD per million input, output tokens

@@ -20,8 +20,9 @@ from importlib import util
 from pathlib import Path
 from typing import Any
 
+from streams.endpoint import Endpoint
 from streams.errors import MailroomError
-from streams.settings import MODEL_STAGES, Endpoint
+from streams.settings import MODEL_STAGES
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 NAME = "smollm2"

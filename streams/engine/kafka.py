@@ -31,8 +31,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from streams.engine.link import DURABLE, LINGER_MS
 from streams.engine.records import Incoming
+from streams.engine.writer import DURABLE, LINGER_MS
 from streams.errors import KafkaUnreachableError
 from streams.settings import Settings
 
@@ -108,6 +108,37 @@ def async_options(settings: Settings, client: type, **defaults: Any) -> dict[str
         if argument in known:
             options[argument] = value
     return options
+
+
+def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
+    """A stage's consumer: offsets committed by the runner only, committed records only,
+    partition n of every input on one member (the ``range`` assignor deals each topic's
+    partitions out in the same order, and every stage's inputs have the same partition
+    count). With the consumer group protocol of KIP-848 (Kafka 4) the broker runs the
+    assignor and moves only the partitions that change owner, and the broker's
+    ``group.consumer.session.timeout.ms`` says when a dead member is noticed; with the
+    classic protocol every rebalance deals all partitions again, and a dead member is
+    noticed after ``session_timeout_ms``."""
+    common: dict[str, Any] = {
+        "group.id": group,
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "queued.max.messages.kbytes": 16384,
+        "max.partition.fetch.bytes": 262144,
+    }
+    protocol: dict[str, Any]
+    if settings.group_protocol == "consumer":
+        protocol = {"group.protocol": "consumer", "group.remote.assignor": "range"}
+    else:
+        protocol = {
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 6),
+        }
+    return settings.confluent_config(**common, **protocol)
 
 
 def plain_consumer(settings: Settings) -> AIOKafkaConsumer:

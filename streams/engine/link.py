@@ -23,88 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
     Message,
-    Producer,
 )
 from confluent_kafka import TopicPartition as Partition
 
-from streams.engine.records import Incoming, Output, Rebalance, TopicPartition
+from streams.engine.kafka import consumer_config
+from streams.engine.records import Incoming, Link, Output, Rebalance, TopicPartition
+from streams.engine.writer import Lost, Stalled, Undelivered, Writer, describe
 from streams.settings import Settings
 from streams.telemetry import metrics
 
 log = logging.getLogger("mailroom.stage")
-
-#: How long a producer waits to fill a batch.
-LINGER_MS = 5
-#: Offset-commit errors that mean the partitions are no longer this member's.
-NOT_OURS = frozenset(
-    {
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.FENCED_INSTANCE_ID,
-    }
-)
-
-
-class Lost(Exception):
-    """The group moved on: the partitions are another member's now; nothing was
-    committed and the records in hand are its to process again."""
-
-
-class Link(Protocol):
-    """What a stage runner needs from Kafka (``KafkaLink``; an in-memory one in tests)."""
-
-    async def start(
-        self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
-    ) -> None: ...
-    async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]: ...
-    def assignment(self) -> set[TopicPartition]: ...
-    def pause(self, tp: TopicPartition) -> None: ...
-    def resume(self, tp: TopicPartition) -> None: ...
-    def seek(self, tp: TopicPartition, offset: int) -> None: ...
-    async def commit(
-        self, outputs: list[Output], offsets: dict[TopicPartition, int], stop: asyncio.Event
-    ) -> None: ...
-    async def rewind(self, parts: set[TopicPartition]) -> None: ...
-    async def close(self) -> None: ...
-
-
-class Stalled:
-    """Says once that a runner cannot write, and once that it can again."""
-
-    def __init__(self, stage: str) -> None:
-        self.stage = stage
-        self.on = False
-
-    def failed(self, what: str, exc: BaseException) -> None:
-        if not self.on:
-            log.error(
-                "stage %s stalled: cannot %s (%s); input not committed, retrying",
-                self.stage,
-                what,
-                describe(exc),
-            )
-        self.on = True
-        metrics.STALLED.labels(self.stage).set(1)
-
-    def recovered(self) -> None:
-        if self.on:
-            log.warning("stage %s recovered: outputs written", self.stage)
-            metrics.STALLED.labels(self.stage).set(0)
-        self.on = False
 
 
 class KafkaLink:
@@ -120,9 +59,7 @@ class KafkaLink:
         self.eager = settings.group_protocol == "classic"
         self.consumer = Consumer(consumer_config(settings, group, client_id))
         instance = settings.instance_id or uuid.uuid4().hex[:12]
-        self.txn_id = f"{group}.{instance}"
-        self.client_id = client_id
-        self.producer = self._producer()
+        self.writer = Writer(settings, stage, client_id, f"{group}.{instance}")
         self.reading = ThreadPoolExecutor(1, thread_name_prefix=f"consume-{stage}")
         self.writing = ThreadPoolExecutor(1, thread_name_prefix=f"produce-{stage}")
         self._assigned: set[TopicPartition] = set()
@@ -142,19 +79,6 @@ class KafkaLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stall = Stalled(stage)
         self._warned: set[str] = set()
-        self._needs_init = self.transactional  # init_transactions before the first one
-        self._needs_abort = False
-
-    def _producer(self) -> Producer:
-        extra: dict[str, Any] = {"linger.ms": LINGER_MS, "client.id": self.client_id}
-        if self.transactional:
-            timeout = self.settings.transaction_timeout_ms
-            extra |= {
-                "transactional.id": self.txn_id,
-                "transaction.timeout.ms": timeout,
-                "message.timeout.ms": timeout,
-            }
-        return Producer(self.settings.confluent_config(**extra, **DURABLE))
 
     # -- reading ------------------------------------------------------------------------
     # confluent-kafka serialises a consumer's calls with ``consume``: every call is made on
@@ -235,7 +159,7 @@ class KafkaLink:
                 self._forget(parts)
 
         if self.transactional:
-            await loop.run_in_executor(self.writing, self._recover)
+            await loop.run_in_executor(self.writing, self.writer.recover)
         await loop.run_in_executor(
             self.reading,
             lambda: self.consumer.subscribe(
@@ -396,11 +320,15 @@ class KafkaLink:
         while True:
             try:
                 if self.transactional:
+                    # every assigned partition's offset, so that even a transaction of
+                    # emitted outputs only is checked against the group's generation
+                    known = {tp: n for tp, n in self._known.items() if tp in self._assigned}
                     await loop.run_in_executor(
-                        self.writing, self._transaction, outputs, offsets, metadata
+                        self.writing, self.writer.transaction, outputs, known | offsets, metadata
                     )
+                    self._known.update({tp: n for tp, n in offsets.items() if tp in self._assigned})
                 else:
-                    outputs = await loop.run_in_executor(self.writing, self._deliver, outputs)
+                    outputs = await loop.run_in_executor(self.writing, self.writer.deliver, outputs)
                     if outputs:
                         raise Undelivered(outputs)
                     if in_callback:
@@ -419,111 +347,6 @@ class KafkaLink:
                 continue
             self._stall.recovered()
             return
-
-    def _transaction(
-        self, outputs: list[Output], offsets: dict[TopicPartition, int], metadata: Any
-    ) -> None:
-        """One transaction: every output, then the offsets with the group's metadata.
-
-        A failed one is aborted before the next begins; librdkafka's abort and init may
-        time out and are then called again ("resumed") by the next attempt, and a producer
-        left fatally broken (fenced, or its epoch lost) is replaced by a new one with the
-        same transactional id."""
-        self._recover()
-        producer = self.producer
-        assigned = self._assigned
-        every = {tp: n for tp, n in self._known.items() if tp in assigned} | offsets
-        try:
-            producer.begin_transaction()
-            for o in outputs:
-                self._produce(o)
-            if every:
-                producer.send_offsets_to_transaction(
-                    [Partition(tp.topic, tp.partition, n) for tp, n in every.items()],
-                    metadata,
-                    self._timeout_s,
-                )
-            self._end(producer)
-            self._known.update({tp: n for tp, n in offsets.items() if tp in self._assigned})
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.fatal():
-                self._renew(error)
-            else:
-                self._needs_abort = True
-            if error.code() in NOT_OURS:
-                raise Lost(describe(error)) from exc
-            raise
-
-    def _recover(self) -> None:
-        """Finish the init or abort a failed attempt left behind (both resumable)."""
-        try:
-            if self._needs_init:
-                self.producer.init_transactions(self._timeout_s)
-                self._needs_init = False
-            if self._needs_abort:
-                try:
-                    self.producer.abort_transaction(self._timeout_s)
-                except KafkaException as exc:
-                    error: KafkaError = exc.args[0]
-                    if error.retriable() or error.fatal():
-                        raise
-                    # nothing to abort (no transaction began): done
-                self._needs_abort = False
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                self._renew(error)
-            raise
-
-    def _renew(self, error: KafkaError) -> None:
-        log.warning(
-            "stage %s: producer unusable (%s); a new one takes over", self.stage, describe(error)
-        )
-        self.producer = self._producer()
-        self._needs_init, self._needs_abort = True, False
-
-    def _end(self, producer: Producer) -> None:
-        """Commit, calling again while the error says to (a retriable commit)."""
-        deadline = time.monotonic() + self._timeout_s
-        while True:
-            try:
-                producer.commit_transaction(self._timeout_s)
-                return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.retriable() or time.monotonic() > deadline:
-                    raise
-
-    def _produce(self, o: Output, on_delivery: Callable[..., None] | None = None) -> None:
-        topic = self.settings.topic(o.topic)
-        while True:
-            try:
-                self.producer.produce(
-                    topic, o.value, o.key, headers=o.headers, on_delivery=on_delivery
-                )
-                return
-            except BufferError:  # the local queue is full: let it drain
-                self.producer.poll(0.05)
-
-    def _deliver(self, outputs: list[Output]) -> list[Output]:
-        """At-least-once: send, wait for the acknowledgements; the outputs not acked."""
-        failed: list[Output] = []
-
-        def report(o: Output) -> Callable[[KafkaError | None, Any], None]:
-            def delivered(error: KafkaError | None, _message: Any) -> None:
-                if error is not None:
-                    failed.append(o)
-                    self._warn_once(f"stage {self.stage} cannot write: {describe(error)}")
-
-            return delivered
-
-        for o in outputs:
-            self._produce(o, report(o))
-        left = self.producer.flush(self._timeout_s)
-        if left:
-            raise Undelivered([])
-        return failed
 
     def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
@@ -560,58 +383,9 @@ class KafkaLink:
             await loop.run_in_executor(self.reading, self.consumer.close)
         finally:
             if not self.transactional:
-                await loop.run_in_executor(self.writing, self.producer.flush, 5.0)
+                await loop.run_in_executor(self.writing, self.writer.producer.flush, 5.0)
             self.reading.shutdown(wait=False)
             self.writing.shutdown(wait=False)
 
 
-class Undelivered(Exception):
-    def __init__(self, outputs: list[Output]) -> None:
-        super().__init__(f"{len(outputs)} outputs not acknowledged")
-        self.outputs = outputs
-
-
-DURABLE = {"acks": "all", "enable.idempotence": True}
-
-
-def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str, Any]:
-    """A stage's consumer: offsets committed by the runner only, committed records only,
-    partition n of every input on one member (the ``range`` assignor deals each topic's
-    partitions out in the same order, and every stage's inputs have the same partition
-    count). With the consumer group protocol of KIP-848 (Kafka 4) the broker runs the
-    assignor and moves only the partitions that change owner, and the broker's
-    ``group.consumer.session.timeout.ms`` says when a dead member is noticed; with the
-    classic protocol every rebalance deals all partitions again, and a dead member is
-    noticed after ``session_timeout_ms``."""
-    common: dict[str, Any] = {
-        "group.id": group,
-        "client.id": client_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "queued.max.messages.kbytes": 16384,
-        "max.partition.fetch.bytes": 262144,
-    }
-    protocol: dict[str, Any]
-    if settings.group_protocol == "consumer":
-        protocol = {"group.protocol": "consumer", "group.remote.assignor": "range"}
-    else:
-        protocol = {
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": settings.session_timeout_ms,
-            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 6),
-        }
-    return settings.confluent_config(**common, **protocol)
-
-
-def describe(error: object) -> str:
-    """One line for a librdkafka error (KafkaError or the KafkaException around one)."""
-    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
-        error = error.args[0]
-    if isinstance(error, KafkaError):
-        return f"{error.name()}: {error.str()}"
-    return f"{type(error).__name__}: {error}"
-
-
-__all__ = ["OFFSET_INVALID", "KafkaLink", "Link", "Lost", "consumer_config", "describe"]
+__all__ = ["KafkaLink", "Link", "Lost"]

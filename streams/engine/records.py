@@ -9,9 +9,10 @@ the wrapper routes what it raises.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from topics import headers as h
 
@@ -59,3 +60,21 @@ class Incoming:
 Handler = Callable[[Incoming], Awaitable[list[Output]]]
 #: Called with the partitions a stage's group just got (or is about to give up).
 Rebalance = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+class Link(Protocol):
+    """What a stage runner needs from Kafka (``KafkaLink``; an in-memory one in tests)."""
+
+    async def start(
+        self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
+    ) -> None: ...
+    async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def pause(self, tp: TopicPartition) -> None: ...
+    def resume(self, tp: TopicPartition) -> None: ...
+    def seek(self, tp: TopicPartition, offset: int) -> None: ...
+    async def commit(
+        self, outputs: list[Output], offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None: ...
+    async def rewind(self, parts: set[TopicPartition]) -> None: ...
+    async def close(self) -> None: ...

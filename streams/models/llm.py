@@ -32,8 +32,8 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
+from streams.endpoint import Endpoint
 from streams.errors import BackendFailed, EndpointUnavailable
-from streams.settings import Endpoint
 from streams.telemetry.tracing import tracer
 
 M = TypeVar("M", bound=BaseModel)

@@ -8,7 +8,7 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from streams.engine.link import consumer_config
+from streams.engine.kafka import consumer_config
 from streams.settings import Settings
 from tests.kafka_helpers import make_topics, unique
 

@@ -19,7 +19,7 @@ LAYERS = (
     ("models",),
     ("guard",),
     ("engine",),
-    ("settings", "taxonomy"),  # its client configurations carry telemetry's librdkafka logger
+    ("settings", "taxonomy", "endpoint"),  # settings carry telemetry's librdkafka logger
     ("telemetry",),
     ("errors",),
 )

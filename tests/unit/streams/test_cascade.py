@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ops.llmstub import ScriptedServer, completion
-from streams.settings import Endpoint, Settings
+from streams.endpoint import Endpoint
+from streams.settings import Settings
 from streams.stages.inline import Inline
 from tests import samples
 from topics import catalog

@@ -12,11 +12,12 @@ import httpx2
 import pytest
 from pydantic import BaseModel, Field
 
+from streams.endpoint import Endpoint
 from streams.engine.records import Incoming
 from streams.engine.retry import route_failure
 from streams.errors import BackendFailed, EndpointUnavailable
 from streams.models.llm import ChatBackend
-from streams.settings import Endpoint, Settings
+from streams.settings import Settings
 from tests.llm_server import ScriptedServer, completion
 from topics import catalog
 from topics import headers as h
