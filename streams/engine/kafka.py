@@ -141,16 +141,16 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
     return settings.confluent_config(**common, **protocol)
 
 
-def plain_consumer(settings: Settings) -> AIOKafkaConsumer:
+def plain_consumer(settings: Settings, *, committed: bool = True) -> AIOKafkaConsumer:
     """An aiokafka consumer without a group, for reading partitions it assigns itself;
-    committed records only (its end offsets are the last stable ones)."""
+    committed records only (its end offsets are then the last stable ones)."""
     options = async_options(settings, AIOKafkaConsumer)
     return AIOKafkaConsumer(
         **{
             **options,
             "group_id": None,
             "enable_auto_commit": False,
-            "isolation_level": "read_committed",
+            "isolation_level": "read_committed" if committed else "read_uncommitted",
         }
     )
 
@@ -218,18 +218,29 @@ def read_keys(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes 
 async def read_to_end(
     settings: Settings, topic: str, numbers: set[int]
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record now in partitions ``numbers`` of ``topic`` (catalog name), in order."""
+    """Every committed record now in partitions ``numbers`` of ``topic`` (catalog name),
+    in order, including those of transactions still being completed.
+
+    Read to the high watermark, not to the last stable offset: a transaction whose commit
+    has returned may not have its markers written yet, and its records (the join's first
+    half, the decider's last outcome) would be missed. A transaction left open by a dead
+    worker is waited for until the broker aborts it (``transaction_timeout_ms``)."""
     name = settings.topic(topic)
     parts = [AsyncPartition(name, n) for n in sorted(numbers)]
     if not parts:
         return []
+    ender = plain_consumer(settings, committed=False)
+    await ender.start()
+    try:
+        ends = await ender.end_offsets(parts)
+    finally:
+        await ender.stop()
     consumer = plain_consumer(settings)
     await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
         todo = {tp for tp in parts if ends[tp] > 0}
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=500)
