@@ -34,20 +34,18 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from ops.bench.common import SHARED_DATA, Procs, free_port, read_keys, wait_for
+from ops.bench.common import FINAL, SHARED_DATA, Procs, free_port, read_keys, wait_for
 from streams.commands.admin import create_topics, groups_not_ready
 from streams.commands.audit import run_audit
 from streams.commands.cluster import EmbeddedCluster
 from streams.commands.produce import produce_emails
 from streams.engine.kafka import read_records
 from streams.models.local import train_classifier
-from streams.settings import Settings
+from streams.settings import MODEL_STAGES, Settings
 from topics import catalog
 from topics.codec import Codec
 
 CFPB = SHARED_DATA / "cfpb_consumer_complaints" / "cfpb_complaints_with_narratives.csv"
-FINAL = (catalog.RESPONSES, catalog.ESCALATIONS, catalog.IGNORED)
-MODELS = ("classify", "urgency", "extract", "generate", "quality")
 
 
 @dataclass(frozen=True)
@@ -211,7 +209,7 @@ class Chaos:
         self.producing = threading.Event()
 
     def worker_env(self, n: int) -> dict[str, str]:
-        faults = ";".join(f"{m}:error_rate={self.plan.fault_rate}" for m in MODELS)
+        faults = ";".join(f"{m}:error_rate={self.plan.fault_rate}" for m in MODEL_STAGES)
         return {
             "MAILROOM_INSTANCE_ID": f"w{n}",
             "MAILROOM_FAULTS": faults,

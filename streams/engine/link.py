@@ -78,7 +78,6 @@ class KafkaLink:
         self._stash: dict[TopicPartition, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stall = Stalled(stage)
-        self._warned: set[str] = set()
 
     # -- reading ------------------------------------------------------------------------
     # confluent-kafka serialises a consumer's calls with ``consume``: every call is made on
@@ -112,7 +111,7 @@ class KafkaLink:
             try:
                 # Offsets a pending transaction holds are waited for (require_stable), so
                 # the stage's state is restored only once its inputs' offsets are final.
-                found = consumer.committed(partitions, timeout=self._timeout_s)
+                found = consumer.committed(partitions, timeout=self.writer.timeout_s)
                 parts = {TopicPartition(p.topic, p.partition) for p in found}
                 log.info(
                     "stage %s (group %s) newly assigned %s",
@@ -174,10 +173,6 @@ class KafkaLink:
             self._last.pop(tp, None)
             self._placed.pop(tp, None)
 
-    @property
-    def _timeout_s(self) -> float:
-        return max(10.0, self.settings.transaction_timeout_ms / 1000 * 3)
-
     def _run_ops(self) -> None:
         ops, self._ops = self._ops, []
         for op in ops:
@@ -215,7 +210,7 @@ class KafkaLink:
             error = m.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    self._warn_once(f"stage {self.stage} cannot read: {describe(error)}")
+                    self.writer.once.warn(f"stage {self.stage} cannot read: {describe(error)}")
                 continue
             tp = TopicPartition(m.topic(), m.partition())
             offset = m.offset()
@@ -232,11 +227,6 @@ class KafkaLink:
                 )
             )
         return records
-
-    def _warn_once(self, line: str) -> None:
-        if line not in self._warned:
-            self._warned.add(line)
-            log.warning("%s", line)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -268,7 +258,7 @@ class KafkaLink:
 
     def _rewind(self, asked: list[Partition]) -> None:
         self._run_ops()
-        found = self.consumer.committed(asked, timeout=self._timeout_s)
+        found = self.consumer.committed(asked, timeout=self.writer.timeout_s)
         for p in found:
             tp = TopicPartition(p.topic, p.partition)
             self._last.pop(tp, None)

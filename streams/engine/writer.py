@@ -76,6 +76,18 @@ class Undelivered(Exception):
 DURABLE = {"acks": "all", "enable.idempotence": True}
 
 
+class Once:
+    """Logs each distinct warning line once (a client retries many times a second)."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def warn(self, line: str) -> None:
+        if line not in self.said:
+            self.said.add(line)
+            log.warning("%s", line)
+
+
 class Writer:
     """A stage's producer: transactional (exactly-once) or idempotent (at-least-once)."""
 
@@ -88,10 +100,11 @@ class Writer:
         self.producer = self._producer()
         self._needs_init = self.transactional  # init_transactions before the first one
         self._needs_abort = False
-        self._warned: set[str] = set()
+        self.once = Once()  # the link's reading half says its warnings through it too
 
     @property
-    def _timeout_s(self) -> float:
+    def timeout_s(self) -> float:
+        """How long one blocking client call may take (both halves of the link)."""
         return max(10.0, self.settings.transaction_timeout_ms / 1000 * 3)
 
     def _producer(self) -> Producer:
@@ -124,7 +137,7 @@ class Writer:
                 producer.send_offsets_to_transaction(
                     [Partition(tp.topic, tp.partition, n) for tp, n in offsets.items()],
                     metadata,
-                    self._timeout_s,
+                    self.timeout_s,
                 )
             self._end(producer)
         except KafkaException as exc:
@@ -141,11 +154,11 @@ class Writer:
         """Finish the init or abort a failed attempt left behind (both resumable)."""
         try:
             if self._needs_init:
-                self.producer.init_transactions(self._timeout_s)
+                self.producer.init_transactions(self.timeout_s)
                 self._needs_init = False
             if self._needs_abort:
                 try:
-                    self.producer.abort_transaction(self._timeout_s)
+                    self.producer.abort_transaction(self.timeout_s)
                 except KafkaException as exc:
                     error: KafkaError = exc.args[0]
                     if error.retriable() or error.fatal():
@@ -167,10 +180,10 @@ class Writer:
 
     def _end(self, producer: Producer) -> None:
         """Commit, calling again while the error says to (a retriable commit)."""
-        deadline = time.monotonic() + self._timeout_s
+        deadline = time.monotonic() + self.timeout_s
         while True:
             try:
-                producer.commit_transaction(self._timeout_s)
+                producer.commit_transaction(self.timeout_s)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
@@ -196,21 +209,16 @@ class Writer:
             def delivered(error: KafkaError | None, _message: Any) -> None:
                 if error is not None:
                     failed.append(o)
-                    self._warn_once(f"stage {self.stage} cannot write: {describe(error)}")
+                    self.once.warn(f"stage {self.stage} cannot write: {describe(error)}")
 
             return delivered
 
         for o in outputs:
             self._produce(o, report(o))
-        left = self.producer.flush(self._timeout_s)
+        left = self.producer.flush(self.timeout_s)
         if left:
             raise Undelivered([])
         return failed
-
-    def _warn_once(self, line: str) -> None:
-        if line not in self._warned:
-            self._warned.add(line)
-            log.warning("%s", line)
 
 
 def describe(error: object) -> str:

@@ -4,7 +4,6 @@ topics), wrong credentials refused with a reason, and the password nowhere to be
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 from streams.commands.audit import run_audit
 from streams.commands.broker import EmbeddedBroker
 from streams.settings import Settings
+from tests.e2e import harness
+from tests.e2e.harness import env_for
 from tests.kafka_helpers import free_port_block, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -45,31 +46,20 @@ def secured(tmp_path: Path) -> Iterator[Settings]:
         broker.stop()
 
 
-def env(settings: Settings, password: str | None = None) -> dict[str, str]:
+def secrets_env(settings: Settings, password: str | None = None) -> dict[str, str]:
+    """The harness's environment plus the client's side of SASL_SSL."""
     assert settings.sasl_password is not None
-    own = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
     return {
-        **own,
-        "MAILROOM_DATA_DIR": str(settings.data_dir),
-        "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "MAILROOM_SECURITY_PROTOCOL": "SASL_SSL",
         "MAILROOM_SASL_USERNAME": settings.sasl_username or "",
         "MAILROOM_SASL_PASSWORD": password or settings.sasl_password.get_secret_value(),
-        "MAILROOM_METRICS_PORT": "0",
     }
 
 
 def cli(
     settings: Settings, *args: str, password: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env(settings, password),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return harness.cli(settings, *args, **secrets_env(settings, password))
 
 
 def test_every_client_works_over_sasl_ssl_and_wrong_credentials_end_with_a_reason(
@@ -92,7 +82,7 @@ def test_every_client_works_over_sasl_ssl_and_wrong_credentials_end_with_a_reaso
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
-            env=env(settings),
+            env={**env_for(settings), **secrets_env(settings)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
