@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -173,7 +174,9 @@ def worker(
         catalog.stage(name)  # unknown names fail before anything starts
     from streams.telemetry.logs import setup_logging
 
-    setup_logging(payloads=settings().log_payloads)
+    setup_logging(
+        payloads=settings().log_payloads, level=logging.getLevelName(settings().log_level.upper())
+    )
     asyncio.run(run_worker(kafka_settings(), chosen))
 
 

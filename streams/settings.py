@@ -289,6 +289,9 @@ class Settings(BaseSettings):
     tracing: bool = Field(default=True, description="OpenTelemetry spans (OTEL_* configure export)")
     jaeger_ui: str = Field(default="http://127.0.0.1:16686", description="for trace links")
     log_payloads: bool = Field(default=False, description="log bodies and addresses unredacted")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="a worker's JSON lines; debug adds one per routing decision"
+    )
 
     # -- limits -----------------------------------------------------------------------
     max_email_bytes: int = 256 * 1024

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from ops.bench.common import Bench
@@ -122,20 +122,28 @@ def aiokafka_passthrough(settings: Settings, src: str, dst: str, count: int) -> 
     return asyncio.run(aiokafka_passthrough_async(settings, src, dst, count))
 
 
-def confluent_passthrough(settings: Settings, src: str, dst: str, count: int) -> float:
-    """Records/s: confluent-kafka consume(1000) -> produce each -> flush -> commit."""
+def confluent_passthrough(
+    settings: Settings, src: str, dst: str, count: int, *, transactional: bool = False
+) -> float:
+    """Records/s: confluent-kafka consume(1000) -> produce each -> flush -> commit; with
+    ``transactional``, the records and the offsets in one transaction per batch, with the
+    consumer's group metadata (what a mailroom stage does under exactly-once)."""
     consumer = Consumer(
         settings.confluent_config(
             **{
                 "group.id": f"pass-{uuid.uuid4().hex[:6]}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
             }
         )
     )
-    producer = Producer(
-        settings.confluent_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 2})
-    )
+    extra: dict[str, Any] = {"acks": "all", "enable.idempotence": True, "linger.ms": 2}
+    if transactional:
+        extra["transactional.id"] = f"pass-{uuid.uuid4().hex[:6]}"
+    producer = Producer(settings.confluent_config(**extra))
+    if transactional:
+        producer.init_transactions(30)
     consumer.subscribe([src])
     moved, began = 0, 0.0
     try:
@@ -145,11 +153,24 @@ def confluent_passthrough(settings: Settings, src: str, dst: str, count: int) ->
                 continue
             if not began:
                 began = time.perf_counter()
+            if transactional:
+                producer.begin_transaction()
             for m in messages:
                 producer.produce(dst, m.value(), m.key())
-            if producer.flush(30):
-                raise RuntimeError("confluent passthrough: records not acknowledged")
-            consumer.commit(asynchronous=False)
+            if transactional:
+                last: dict[tuple[str, int], int] = {}
+                for m in messages:
+                    last[(m.topic(), m.partition())] = m.offset() + 1
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(t, p, o) for (t, p), o in last.items()],
+                    consumer.consumer_group_metadata(),
+                    30,
+                )
+                producer.commit_transaction(30)
+            else:
+                if producer.flush(30):
+                    raise RuntimeError("confluent passthrough: records not acknowledged")
+                consumer.commit(asynchronous=False)
             moved += len(messages)
         return moved / (time.perf_counter() - began)
     finally:
