@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -28,7 +29,16 @@ log = logging.getLogger("mailroom.budget")
 
 
 def today(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+    """The UTC day, ``YYYY-MM-DD`` (asked twice per model call: formatted once a day)."""
+    if now is not None:
+        return now.strftime("%Y-%m-%d")
+    day = int(time.time() // 86400)
+    if _day[0] != day:
+        _day[:] = [day, dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")]
+    return str(_day[1])
+
+
+_day: list[int | str] = [-1, ""]
 
 
 @dataclass

@@ -12,11 +12,12 @@ Each model has its own breaker, keyed by the model's name; a stage names its fal
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar, cast
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -88,7 +89,7 @@ class ModelGate:
         self,
         stage: str,
         model: str,
-        fn: Callable[[], T],
+        fn: Callable[[], T | Awaitable[T]],
         *,
         message_id: str,
         email_cost: float,
@@ -115,7 +116,10 @@ class ModelGate:
         }
 
         async def run() -> T:
-            return fn()
+            result = fn()
+            if inspect.isawaitable(result):  # a micro-batched local model
+                return cast(T, await result)
+            return result
 
         with tracer().start_as_current_span(f"model {stage}", attributes=attributes) as span:
             try:

@@ -50,7 +50,7 @@ class ModelCalls:
         stage: str,
         model: str,
         ticket: Ticket,
-        fn: Callable[[], T],
+        fn: Callable[[], T | Awaitable[T]],
         *,
         began: float,
         fallback: Fallback[T] | None = None,

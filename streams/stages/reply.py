@@ -4,6 +4,7 @@ enough or the loop's bound, then hand the best draft (or the email) to the decid
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from processors import escalate as escalate_p
@@ -12,9 +13,11 @@ from processors import generate as generate_p
 from processors import quality as quality_p
 from processors.containment import ReplyPolicy, check_reply
 from processors.generate import Grounding, Words, usable
+from processors.kb import Hit
 from processors.loop import LoopPolicy, next_step, temperature
 from processors.models import DraftRequest, QualityRequest
 from streams.engine.records import Incoming, Output
+from streams.models.batch import MicroBatch
 from streams.stages.calls import ModelCalls
 from streams.stages.checks import gates
 from streams.stages.ticket import (
@@ -89,7 +92,22 @@ class Reply:
         ticket["decisions"].append(decision("extract", call.model, "ok", began, detail))
         return [out(catalog.EXTRACTED, ticket), *self.calls.spend(call)]
 
-    def grounding(self, ticket: Ticket) -> list[Grounding]:
+    def __post_init__(self) -> None:
+        self.search_batch = MicroBatch[tuple[str, str], list[Hit]](self._search_many)
+
+    def _search_many(self, asked: Sequence[tuple[str, str]]) -> list[list[Hit]]:
+        """The five best vetted answers for each (text, language), one model call per
+        language."""
+        index = self.calls.models.kb
+        assert index is not None
+        found: dict[int, list[Hit]] = {}
+        for language in {lang for _, lang in asked}:
+            rows = [i for i, (_, lang) in enumerate(asked) if lang == language]
+            hits = index.search_many([asked[i][0] for i in rows], k=5, languages=[language])
+            found.update(zip(rows, hits, strict=True))
+        return [found[i] for i in range(len(asked))]
+
+    async def grounding(self, ticket: Ticket) -> list[Grounding]:
         """The vetted answers usable for this email, most relevant first: in its
         language, at or above the relevance floor, every slot fillable."""
         models = self.calls.models
@@ -98,10 +116,8 @@ class Reply:
         kb = models.taxonomy.kb
         email = ticket["email"]
         slots = {**models.taxonomy.company.slots(), **slot_values(ticket)}
-        hits = models.kb.search(
-            f"{email['subject']}\n{email['body_text']}",
-            k=5,
-            languages=[language_of(ticket, kb.languages)],
+        hits = await self.search_batch(
+            (f"{email['subject']}\n{email['body_text']}", language_of(ticket, kb.languages))
         )
         return usable(hits, kb.relevance_floor, slots)
 
@@ -125,7 +141,7 @@ class Reply:
             temperature=temp,
             feedback=tuple(last["feedback"]) if last else (),
         )
-        grounding = self.grounding(ticket)
+        grounding = await self.grounding(ticket)
         paid = self.calls.settings.paid("generate")
         if language not in taxonomy.kb.languages and not paid:
             return self.to_person(
@@ -266,7 +282,7 @@ class Reply:
         earlier = [d["score"] or 0.0 for d in ticket["drafts"][:-1]]
         best = max(earlier, default=0.0)
         step = next_step(score, ticket["iteration"], best, policy=self.loop)
-        if step == "revise" and ungrounded and not self.revisable(ticket):
+        if step == "revise" and ungrounded and not await self.revisable(ticket):
             step = "escalate"  # no other vetted answer to try, and no LLM to rewrite it
         failed = f" failed {','.join(draft['failed'])}" if draft["failed"] else ""
         failed += self.calls.describe(call)
@@ -289,12 +305,12 @@ class Reply:
             ticket["escalation_detail"] = "; ".join(ungrounded)[:300]
         return [out(catalog.ESCALATE, ticket), *spent]
 
-    def revisable(self, ticket: Ticket) -> bool:
+    async def revisable(self, ticket: Ticket) -> bool:
         """Whether another draft can differ: an LLM rewrites, the composer takes the next
         vetted answer (if there is one it has not used)."""
         if self.calls.settings.paid("generate"):
             return True
-        return len(self.grounding(ticket)) > ticket["iteration"]
+        return len(await self.grounding(ticket)) > ticket["iteration"]
 
 
 def language_of(ticket: Ticket, languages: tuple[str, ...]) -> str:

@@ -14,6 +14,7 @@ from processors.models import Classification, Email
 from processors.prefilter import prefilter
 from streams.engine.records import Incoming, Output
 from streams.guard.gate import Fallback
+from streams.models.batch import MicroBatch
 from streams.stages.calls import ModelCalls
 from streams.stages.ticket import FeedbackEmail, category_of, decision, decode, new_ticket, out
 from topics import catalog
@@ -29,6 +30,9 @@ class Triage:
 
     def __post_init__(self) -> None:
         self.inbound = InboundCodec(max_bytes=self.max_email_bytes)
+        self.classify_batch = MicroBatch[tuple[str, str], Classification](
+            lambda emails: classify_p.classify_many(emails, model=self.calls.models.classifier)
+        )
 
     async def prefilter(self, record: Incoming) -> list[Output]:
         """Drop auto-replies, bounces and spam before any model is spent on them."""
@@ -68,7 +72,7 @@ class Triage:
             "classify",
             classify_p.MODEL_NAME,
             ticket,
-            (lambda: sure) if sure else local,
+            (lambda: sure) if sure else lambda: self.classify_batch((subject, body)),
             fallback=Fallback(KEYWORD_RULES, lambda: classify_p.classify_keywords(subject, body)),
             llm=None if sure else lambda chat: self.calls.tasks.classify(chat, subject, body),
             prompt_chars=len(subject) + len(body),
