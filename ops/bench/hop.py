@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from ops.bench import faust_hop
 from ops.bench.common import Bench, sample_emails, worker_env
 from ops.bench.limit import aiokafka_passthrough_async, confluent_passthrough, make_topics
-from streams.engine.kafka import durable_producer
+from streams.engine.kafka import durable_producer, read_records
 from streams.settings import Settings
 from streams.stages.ticket import TICKET, FeedbackEmail, Ticket, decision, decode, new_ticket, out
 from topics import catalog
@@ -63,10 +64,14 @@ def fill(settings: Settings, topic: str, count: int) -> int:
 
 # -- child -----------------------------------------------------------------------------
 async def _hop(
-    settings: Settings, count: int, profile: cProfile.Profile | None = None
+    settings: Settings,
+    count: int,
+    profile: cProfile.Profile | None = None,
+    raise_on: bytes | None = None,
 ) -> tuple[float, float]:
     """Messages/s and CPU seconds per message, both from the first message handled on
     (start-up, imports and the group join left out); the profile covers the same span."""
+    from processors.errors import Rejected
     from streams.engine.records import Incoming, Output
     from streams.engine.runner import StageRunner
     from streams.guard.budget import Budget
@@ -79,6 +84,8 @@ async def _hop(
     calls = ModelCalls(LocalModels(settings.data_dir), gate)
 
     async def noop_model(record: Incoming) -> list[Output]:
+        if raise_on is not None and record.key == raise_on:
+            raise Rejected(f"cannot handle {record.key!r}")
         began = time.perf_counter()
         ticket = decode(record.value)
         call = await calls.call(STAGE, "noop", ticket, lambda: None, began=began)
@@ -184,8 +191,9 @@ def child(args: argparse.Namespace) -> None:
     # The main thread's CPU time, not the wall clock: waiting in epoll is not a cost, and
     # librdkafka's own threads are not this thread's.
     profile = cProfile.Profile(time.thread_time) if args.profile else None
+    raise_on = args.raise_on.encode() if args.raise_on else None
     result["hop_per_s"], result["cpu_s_per_message"] = asyncio.run(
-        _hop(settings, args.count, profile)
+        _hop(settings, args.count, profile, raise_on)
     )
     if profile is not None:
         stats = pstats.Stats(profile)
@@ -215,12 +223,32 @@ def _run_child(settings: Settings, count: int, *flags: str) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.decode().strip().splitlines()[-1]))
 
 
+def poison(bench: Bench, count: int = 60) -> dict[str, Any]:
+    """mailroom's model raises on one record: where that record ends up."""
+    settings = bench.fresh("hoppoison", (catalog.BUDGET_SPEND, f"{STAGE}.dlq"))
+    make_topics(settings, *(settings.topic(t) for t in ("hop.in", "hop.out")))
+    fill(settings, settings.topic("hop.in"), count)
+    record = read_records(settings, "hop.in")[0]
+    key = (record.key or b"").decode()
+    _run_child(settings, count, "--raise-on", key)
+    outputs = {(r.key or b"").decode() for r in read_records(settings, "hop.out")}
+    dead = [r for r in read_records(settings, f"{STAGE}.dlq") if (r.key or b"").decode() == key]
+    return {
+        "records": count,
+        "outputs": len(outputs),
+        "poison_in_output": key in outputs,
+        "dead_letter_topic": settings.topic(f"{STAGE}.dlq") if dead else None,
+        "reason": h.get(dead[0].headers, h.ERROR_MESSAGE) if dead else None,
+    }
+
+
 def run(bench: Bench) -> dict[str, Any]:
     count = 1_000 if bench.quick else 20_000
     timed = bench.fresh("hop", (catalog.BUDGET_SPEND,))
     make_topics(timed, *(timed.topic(t) for t in ("hop.in", "hop.out", "hop.ref", "hop.aio")))
     size = fill(timed, timed.topic("hop.in"), count)
     measured = _run_child(timed, count, "--reference")
+    faust = faust_hop.throughput(bench, fill, count)
     profiled = bench.fresh("hopprof", (catalog.BUDGET_SPEND,))
     make_topics(profiled, *(profiled.topic(t) for t in ("hop.in", "hop.out")))
     fill(profiled, profiled.topic("hop.in"), count)
@@ -233,10 +261,12 @@ def run(bench: Bench) -> dict[str, Any]:
         "aiokafka_passthrough_per_s": measured["aiokafka_passthrough_per_s"],
         "hop_per_s": measured["hop_per_s"],
         "hop_vs_passthrough": measured["hop_per_s"] / measured["passthrough_per_s"],
+        "faust_per_s": faust["per_s"],
         "cpu_us_per_message": measured["cpu_s_per_message"] * 1e6,
         "cpu_split": profile["cpu_split"],
         "top_functions": profile["top_functions"],
         "profiled_hop_per_s": profile["hop_per_s"],
+        "raising": {"mailroom": poison(bench), "faust": faust_hop.raising_agent(bench, fill)},
     }
 
 
@@ -258,8 +288,31 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{r['hop_per_s']:,.0f} msg/s",
             f"{r['hop_vs_passthrough']:.3f} x passthrough",
         ),
+        (
+            "Faust agent hop (raw bytes in and out, acks=all)",
+            f"{r['faust_per_s']:,.0f} msg/s",
+            f"{r['faust_per_s'] / r['passthrough_per_s']:.3f} x passthrough; "
+            f"mailroom = {r['hop_per_s'] / r['faust_per_s']:.2f} x",
+        ),
         ("CPU per message in the hop process", f"{r['cpu_us_per_message']:,.0f} us", ""),
     ]
+    m, f = r["raising"]["mailroom"], r["raising"]["faust"]
+    out.append(
+        (
+            f"  the handler raises on 1 of {m['records']}: mailroom",
+            f"dead letter: {'yes' if m['dead_letter_topic'] else 'NO'}",
+            f"in output: {'yes' if m['poison_in_output'] else 'no'}; "
+            f"{m['outputs']} outputs; reason: {(m['reason'] or '')[:40]}",
+        )
+    )
+    out.append(
+        (
+            f"  the agent raises on 1 of {f['records']}: Faust",
+            f"committed past it: {'YES' if f['committed_past_poison'] else 'no'}",
+            f"in output: {'yes' if f['poison_in_output'] else 'no'}; {f['outputs']} outputs; "
+            "no dead-letter topic",
+        )
+    )
     for name, share in r["cpu_split"].items():
         out.append((f"  CPU share: {name}", f"{share * 100:.1f}%", "cProfile"))
     return out
@@ -271,4 +324,5 @@ if __name__ == "__main__":
     parser.add_argument("--reference", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--pstats", default="")
+    parser.add_argument("--raise-on", default="", help="the key of a record the model raises on")
     child(parser.parse_args())
