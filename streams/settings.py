@@ -170,7 +170,7 @@ class Settings(BaseSettings):
         "(default: a new random one per start, aborted by the broker after the timeout)",
     )
     commit_interval_ms: int = Field(
-        default=100, ge=1, description="a stage commits (a transaction) at most this often"
+        default=20, ge=1, description="a stage commits (a transaction) at most this often"
     )
     transaction_timeout_ms: int = Field(
         default=2000,

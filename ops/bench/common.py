@@ -250,6 +250,43 @@ def first_intake_ms(settings: Settings) -> int:
     )
 
 
+def hop_waits(data_dir: Path, ids: set[str]) -> dict[str, dict[str, float]]:
+    """Queue wait per hop, from span timestamps: for each CONSUMER span of these emails,
+    its start minus the end of the PRODUCER span that wrote the record (held until the
+    commit, the transaction, the fetch, the poll and the wait for a free slot), by topic.
+    Milliseconds: p50, p99, max, and how many were seen."""
+    spans: dict[str, dict[str, Any]] = {}
+    for path in sorted((data_dir / "traces").glob("spans-*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    span = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a killed process
+                if span.get("kind") in ("PRODUCER", "CONSUMER"):
+                    spans[span["span_id"]] = span
+    waits: dict[str, list[float]] = {}
+    for span in spans.values():
+        if span["kind"] != "CONSUMER":
+            continue
+        if span["attributes"].get("mailroom.message_id") not in ids:
+            continue
+        parent = spans.get(span.get("parent_id") or "")
+        if parent is None or parent["kind"] != "PRODUCER":
+            continue
+        topic = span["attributes"].get("messaging.destination.name", span["name"])
+        waits.setdefault(topic, []).append((span["start"] - parent["end"]) / 1e6)
+    return {
+        topic: {
+            "p50": percentile(values, 50),
+            "p99": percentile(values, 99),
+            "max": max(values),
+            "count": len(values),
+        }
+        for topic, values in sorted(waits.items())
+    }
+
+
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a bench process: the user's, without their MAILROOM_* or OTEL_*
     settings (spans go to a file; every run measures the same defaults), plus ``extra``."""

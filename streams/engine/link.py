@@ -182,9 +182,17 @@ class KafkaLink:
                 log.info("stage %s: %s", self.stage, describe(exc))
 
     def _consume(self, max_records: int, timeout_s: float) -> list[Message]:
+        """What is there, at once; if nothing is, the first record to come within
+        ``timeout_s`` and what came with it. (``consume(n, timeout)`` waits until it has
+        ``n`` records or the timeout has passed: a full poll interval per hop.)"""
         self._run_ops()
-        messages: list[Message] = self.consumer.consume(max_records, timeout_s)
-        return messages
+        messages: list[Message] = self.consumer.consume(max_records, 0)
+        if messages or timeout_s <= 0:
+            return messages
+        first = self.consumer.poll(timeout_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
         assert self._loop is not None, "start() first"

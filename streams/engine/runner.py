@@ -155,7 +155,9 @@ class StageRunner:
                 else:
                     waiting = sum(map(len, self.ready.values()))
                     if waiting < BATCH:
-                        records = await link.poll(BATCH - waiting, 0 if waiting else POLL_S)
+                        records = await link.poll(
+                            BATCH - waiting, 0.0 if waiting else self._wait_s(last_commit)
+                        )
                         for record in records:
                             tp = TopicPartition(record.topic, record.partition)
                             self.ready.setdefault(tp, deque()).append(record)
@@ -179,6 +181,18 @@ class StageRunner:
         finally:
             await flight.cancel()
             await link.close()
+
+    def _wait_s(self, last_commit: float) -> float:
+        """How long a poll may wait for records: until the next commit is due when
+        finished records wait for it, a commit interval while records are in hand (one
+        may finish meanwhile), else a poll interval. An idle poll never holds a finished
+        record's outputs back."""
+        every_s = self.settings.commit_interval_ms / 1000
+        if self.flight.committable:
+            return max(0.0, min(POLL_S, every_s - (time.monotonic() - last_commit)))
+        if self.flight.tasks:
+            return min(POLL_S, max(every_s, MIN_WAIT_S))
+        return POLL_S
 
     def _take(self, link: Link, room: int, flight: InFlight) -> None:
         """Start a task for up to ``room`` records read, an even share from every
@@ -260,6 +274,7 @@ class StageRunner:
 
 BATCH = 500  # records per poll, across all partitions
 POLL_S = 0.1  # longest wait in one poll, so commits and stops are not held up
+MIN_WAIT_S = 0.005  # shortest wait for records while others are in hand
 REVOKE_GRACE_S = 1.0  # records in hand when partitions go: finished within this, or given up
 
 
