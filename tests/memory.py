@@ -40,6 +40,8 @@ class MemoryLink:
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self.closed = False
+        self.waits: list[float] = []  # how long each poll was allowed to wait
+        self.polls_before_commit: list[int] = []  # len(waits) at each commit
 
     def add(
         self,
@@ -67,6 +69,7 @@ class MemoryLink:
         await on_assign(set(self._assigned))
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
+        self.waits.append(timeout_s)
         batch: list[Incoming] = []
         for tp in sorted(self._assigned - self._paused):
             records = self.logs[tp][self.positions[tp] : self.positions[tp] + max_records]
@@ -102,6 +105,7 @@ class MemoryLink:
                 raise RuntimeError("the broker refuses writes")
             await asyncio.sleep(0.01)
         self.commits.append((list(outputs), dict(offsets)))
+        self.polls_before_commit.append(len(self.waits))
         self.sent += [Sent(o.topic, o.value, o.key, list(o.headers)) for o in outputs]
         self.committed.update(offsets)
 

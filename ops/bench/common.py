@@ -221,9 +221,11 @@ def read_outcomes(settings: Settings) -> Outcomes:
 def settle(settings: Settings, count: int, timeout_s: float, grace_s: float = 60.0) -> float:
     """Wait until each of the ``count`` emails has an outcome or a dead letter; the time then.
 
-    Counting records is not enough (one email can leave a dead letter and an outcome), so
-    once there are ``count`` of them, the emails are checked one by one; any still missing
-    after ``grace_s`` more are reported as lost by ``read_outcomes``.
+    Counting records is not enough (one email can leave a dead letter and an outcome, and
+    a transaction's commit marker takes an offset of its own), so once the terminal topics
+    hold ``count`` offsets, the emails are checked one by one until none is missing, or
+    until ``grace_s`` pass with no new one finished; those still missing are reported as
+    lost by ``read_outcomes``.
     """
     wait_for(
         lambda: end_offsets(settings, terminal_topics()) >= count,
@@ -233,7 +235,14 @@ def settle(settings: Settings, count: int, timeout_s: float, grace_s: float = 60
     )
     ended = time.time()
     deadline = time.monotonic() + grace_s
-    while read_outcomes(settings).counts()["lost"] and time.monotonic() < deadline:
+    done = -1
+    while time.monotonic() < deadline:
+        counts = read_outcomes(settings).counts()
+        if not counts["lost"]:
+            break
+        if count - counts["lost"] > done:  # progress: the grace starts again
+            done = count - counts["lost"]
+            deadline = time.monotonic() + grace_s
         time.sleep(1.0)
         ended = time.time()
     return ended

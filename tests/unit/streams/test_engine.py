@@ -149,6 +149,39 @@ async def test_a_record_s_outputs_go_out_only_with_its_offset() -> None:
     assert offsets == {TopicPartition("echo.in", 0): 2}
 
 
+async def test_an_idle_poll_never_holds_a_finished_record_s_outputs_back() -> None:
+    """While a record is in hand, or done and waiting for its commit, a poll waits at
+    most a commit interval (not the idle poll's 100 ms): the outputs go out on time."""
+    may_end = asyncio.Event()
+
+    async def handler(record: Incoming) -> list[Output]:
+        await may_end.wait()
+        return [Output("echo.out", record.value, record.key or b"")]
+
+    link = MemoryLink(1)
+    link.add("echo.in", 0, b"one", key=b"a")
+    settings = Settings(tracing=False, commit_interval_ms=30)
+    runner = StageRunner(SPEC, handler, settings, link=link)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    async with asyncio.timeout(10):
+        while len(runner.flight.tasks) < 1:  # noqa: ASYNC110 - the runner starts it
+            await asyncio.sleep(0.005)
+        in_hand = len(link.waits)
+        while len(link.waits) < in_hand + 3:  # noqa: ASYNC110 - polls while it works
+            await asyncio.sleep(0.005)
+        may_end.set()
+        while not link.sent:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        while len(link.waits) < link.polls_before_commit[0] + 2:  # noqa: ASYNC110 - idle
+            await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    done = link.polls_before_commit[0]  # the polls while it worked and waited for its commit
+    assert max(link.waits[in_hand:done]) <= 0.03
+    assert link.waits[-1] == pytest.approx(0.1)  # idle: the poll interval
+
+
 async def test_a_commit_the_group_refuses_puts_the_stage_back_where_it_committed() -> None:
     """A transaction refused because the group moved on (a zombie): nothing of it is
     written; the stage's state is rebuilt from what was committed and every record is
