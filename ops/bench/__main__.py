@@ -42,13 +42,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: keeps CI under 2 min")
     parser.add_argument("--only", default="", help=f"comma-separated: {','.join(SCENARIOS)}")
     parser.add_argument("--json", type=Path, default=ROOT / ".bench" / "results.json")
+    parser.add_argument("--show", type=Path, help="print the table of an earlier run's JSON")
+    parser.add_argument("--width", type=int, default=160, help="the table's width")
     args = parser.parse_args()
+    if args.show:
+        shown = json.loads(args.show.read_text())
+        table = render(shown, list(shown["scenarios"]), shown["quick"])
+        Console(width=args.width).print(table)
+        return 0
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # rebalance chatter, not results
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    console = Console(width=160)
+    console = Console(width=args.width)
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
@@ -77,9 +84,21 @@ def main() -> int:
         finally:
             bench.stop()
     results["seconds"] = time.monotonic() - began
+    table = render(results, chosen, args.quick)
+    console.print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    console.print(f"JSON: {args.json}; {results['seconds']:.0f}s in all")
+    if failed:
+        console.print(f"[red]failed scenarios: {', '.join(failed)}[/red]")
+        return 1
+    return 0
+
+
+def render(results: dict[str, Any], chosen: list[str], quick: bool) -> Table:
     table = Table(
-        title=f"mailroom bench ({'quick' if args.quick else 'full'}), "
-        f"{os.cpu_count()} CPUs, one embedded Kafka broker"
+        title=f"mailroom bench ({'quick' if quick else 'full'}), "
+        f"{results['machine']['cpus']} CPUs, one embedded Kafka broker"
     )
     table.add_column("scenario", no_wrap=True)
     table.add_column("measure", no_wrap=True)
@@ -92,14 +111,7 @@ def main() -> int:
         for n, (measure, value, ratio) in enumerate(SCENARIOS[name][2](results["scenarios"][name])):
             table.add_row(SCENARIOS[name][0] if n == 0 else "", measure, value, ratio)
         table.add_section()
-    console.print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2, default=str))
-    console.print(f"JSON: {args.json}; {results['seconds']:.0f}s in all")
-    if failed:
-        console.print(f"[red]failed scenarios: {', '.join(failed)}[/red]")
-        return 1
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -126,7 +126,19 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                     "",
                 )
             )
-            for topic, wait in w.get("hop_wait_ms", {}).items():
+            waits = w.get("hop_wait_ms", {})
+            if key != "one_worker" and waits:  # the whole list once, the middle of it here
+                p50 = percentile([v["p50"] for v in waits.values()], 50)
+                p99 = percentile([v["p99"] for v in waits.values()], 50)
+                out.append(
+                    (
+                        "    queue wait per hop, p50/p99 (median over the hops)",
+                        f"{p50:.0f}/{p99:.0f} ms",
+                        f"{sum(v['count'] for v in waits.values())} hops",
+                    )
+                )
+                continue
+            for topic, wait in waits.items():
                 name = topic.removeprefix(w["topic_prefix"])
                 out.append(
                     (
