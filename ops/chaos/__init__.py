@@ -80,6 +80,10 @@ class Report:
     stall_s: float = 0.0
     stall_at_s: float = 0.0  # seconds after the first email
     partition_stall_s: float = 0.0
+    # the longest stall that began outside the broker outage (kill to 20 s after restart):
+    # what worker kills alone cost
+    worker_stall_s: float = 0.0
+    worker_stall_at_s: float = 0.0
     drain_s: float = 0.0
     run_s: float = 0.0
     worker_kills: list[float] = field(default_factory=list)  # seconds after the first email
@@ -118,6 +122,10 @@ class Report:
             (
                 "longest stall, no outcome at all (from the first outcome)",
                 f"{self.stall_s:.2f}s (at {self.stall_at_s:.1f}s)",
+            ),
+            (
+                "longest stall beginning outside the broker outage",
+                f"{self.worker_stall_s:.2f}s (at {self.worker_stall_at_s:.1f}s)",
             ),
             ("longest stall of one outcome partition", f"{self.partition_stall_s:.2f}s"),
             ("time to drain after the last email", f"{self.drain_s:.1f}s"),
@@ -354,6 +362,15 @@ class Chaos:
             # From the first outcome on: before it the first email is still on its way.
             report.stall_s, at = longest_gap(times)
             report.stall_at_s = (at - began_ms) / 1000
+            outage = self.broker_kill or (-1.0, -1.0)
+            down_ms = (began_ms + outage[0] * 1000, began_ms + (outage[1] + 20) * 1000)
+            outside = [
+                (b - a, a)
+                for a, b in itertools.pairwise(times)
+                if not down_ms[0] - 1000 <= a <= down_ms[1]
+            ]
+            gap, at = max(outside, default=(0, began_ms))
+            report.worker_stall_s, report.worker_stall_at_s = gap / 1000, (at - began_ms) / 1000
             report.drain_s = max(0.0, times[-1] / 1000 - produced_at)
             report.run_s = (times[-1] - began_ms) / 1000
         by_partition: dict[int, list[int]] = defaultdict(list)
