@@ -296,12 +296,17 @@ def hop_waits(data_dir: Path, ids: set[str]) -> dict[str, dict[str, float]]:
     }
 
 
+def user_env() -> dict[str, str]:
+    """The user's environment without their MAILROOM_* or OTEL_* settings (spans go to a
+    file; every run measures the same defaults)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "OTEL_"))}
+
+
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a bench process: the user's, without their MAILROOM_* or OTEL_*
-    settings (spans go to a file; every run measures the same defaults), plus ``extra``."""
-    own = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "OTEL_"))}
+    """The environment of a bench process: ``user_env()`` plus the run's settings and
+    ``extra``."""
     return {
-        **own,
+        **user_env(),
         "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
         "MAILROOM_APP_ID": settings.app_id,

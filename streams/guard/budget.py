@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -32,13 +33,12 @@ def today(now: dt.datetime | None = None) -> str:
     """The UTC day, ``YYYY-MM-DD`` (asked twice per model call: formatted once a day)."""
     if now is not None:
         return now.strftime("%Y-%m-%d")
-    day = int(time.time() // 86400)
-    if _day[0] != day:
-        _day[:] = [day, dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")]
-    return str(_day[1])
+    return _day_name(int(time.time() // 86400))
 
 
-_day: list[int | str] = [-1, ""]
+@functools.lru_cache(maxsize=1)
+def _day_name(day: int) -> str:
+    return dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")
 
 
 @dataclass

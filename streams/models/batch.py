@@ -26,8 +26,6 @@ class MicroBatch(Generic[X, Y]):
     def __init__(self, many: Callable[[Sequence[X]], Sequence[Y]]) -> None:
         self.many = many
         self._pending: list[tuple[X, asyncio.Future[Y]]] = []
-        self.batches = 0  # model calls made, for tests and the bench
-        self.calls = 0
 
     def __call__(self, item: X) -> asyncio.Future[Y]:
         loop = asyncio.get_running_loop()
@@ -46,8 +44,6 @@ class MicroBatch(Generic[X, Y]):
         live = [(x, f) for x, f in chunk if not f.cancelled()]
         if not live:
             return
-        self.batches += 1
-        self.calls += len(live)
         try:
             results = self.many([x for x, _ in live])
             if len(results) != len(live):

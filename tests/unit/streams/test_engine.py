@@ -85,11 +85,18 @@ async def test_one_key_s_records_run_one_after_another_in_offset_order() -> None
     assert flight.take_committable() == ({tp: 3}, [])
 
 
-async def run_memory(handler: object, link: MemoryLink, outputs: int) -> StageRunner:
-    settings = Settings(retry_delays_s=(1.0, 2.0, 3.0, 4.0), tracing=False)
+def start(
+    handler: object, link: MemoryLink, settings: Settings
+) -> tuple[StageRunner, asyncio.Event, asyncio.Task[None]]:
+    """The real runner on ``link``, running; set the event and await the task to stop it."""
     runner = StageRunner(SPEC, handler, settings, link=link)  # type: ignore[arg-type]
     stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
+    return runner, stop, asyncio.create_task(runner.run(stop))
+
+
+async def run_memory(handler: object, link: MemoryLink, outputs: int) -> StageRunner:
+    settings = Settings(retry_delays_s=(1.0, 2.0, 3.0, 4.0), tracing=False)
+    runner, stop, task = start(handler, link, settings)
     try:
         async with asyncio.timeout(10):
             while len(link.sent) < outputs:  # noqa: ASYNC110 - the runner sets it
@@ -128,10 +135,7 @@ async def test_a_record_s_outputs_go_out_only_with_its_offset() -> None:
     link = MemoryLink(1)
     link.add("echo.in", 0, b"slow", key=b"a")
     link.add("echo.in", 0, b"fast", key=b"b")
-    settings = Settings(tracing=False, commit_interval_ms=1)
-    runner = StageRunner(SPEC, handler, settings, link=link)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
+    runner, stop, task = start(handler, link, Settings(tracing=False, commit_interval_ms=1))
     async with asyncio.timeout(10):
         while runner.processed < 1:  # noqa: ASYNC110 - the runner sets it
             await asyncio.sleep(0.005)
@@ -160,10 +164,7 @@ async def test_an_idle_poll_never_holds_a_finished_record_s_outputs_back() -> No
 
     link = MemoryLink(1)
     link.add("echo.in", 0, b"one", key=b"a")
-    settings = Settings(tracing=False, commit_interval_ms=30)
-    runner = StageRunner(SPEC, handler, settings, link=link)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
+    runner, stop, task = start(handler, link, Settings(tracing=False, commit_interval_ms=30))
     async with asyncio.timeout(10):
         while len(runner.flight.tasks) < 1:  # noqa: ASYNC110 - the runner starts it
             await asyncio.sleep(0.005)
