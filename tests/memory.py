@@ -41,6 +41,9 @@ class MemoryLink:
         self._paused: set[TopicPartition] = set()
         self.closed = False
         self.waits: list[float] = []  # how long each poll was allowed to wait
+        self._arrived = asyncio.Event()  # a record was added
+        self.polling = 0  # polls under way
+        self.polling_at_commit: list[int] = []  # polls under way at each commit
         self.polls_before_commit: list[int] = []  # len(waits) at each commit
 
     def add(
@@ -57,6 +60,7 @@ class MemoryLink:
         self.logs[tp].append(
             Incoming(topic, partition, offset, key, value, list(headers or ()), timestamp)
         )
+        self._arrived.set()
 
     def to(self, topic: str) -> list[Sent]:
         return [s for s in self.sent if s.topic == topic]
@@ -69,6 +73,13 @@ class MemoryLink:
         await on_assign(set(self._assigned))
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
+        self.polling += 1
+        try:
+            return await self._poll(max_records, timeout_s)
+        finally:
+            self.polling -= 1
+
+    async def _poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
         self.waits.append(timeout_s)
         batch: list[Incoming] = []
         for tp in sorted(self._assigned - self._paused):
@@ -78,9 +89,19 @@ class MemoryLink:
             max_records -= len(records)
             if max_records <= 0:
                 break
-        if not batch:
-            await asyncio.sleep(min(timeout_s, 0.01))
+        if not batch and timeout_s > 0 and max_records > 0:
+            # as a consumer does: wait up to timeout_s for a record, then read it
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return []
+            return await self._poll(max_records, 0)
         return batch
+
+    def pending(self) -> bool:
+        return False
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -106,6 +127,7 @@ class MemoryLink:
             await asyncio.sleep(0.01)
         self.commits.append((list(outputs), dict(offsets)))
         self.polls_before_commit.append(len(self.waits))
+        self.polling_at_commit.append(self.polling)
         self.sent += [Sent(o.topic, o.value, o.key, list(o.headers)) for o in outputs]
         self.committed.update(offsets)
 

@@ -1,7 +1,10 @@
 """The records a runner has in hand, their outputs, and how far each partition may commit.
 
-One task per record; records with the same key (one email) are chained so they run one
-after another, in offset order. A finished record's outputs are held, not written: they
+A record's handler starts at once, in the caller's turn (an eager task, as Python 3.12's
+``eager_task_factory`` does): one that finishes without waiting (a router, a local model
+that needs no batch) costs no task at all, and one that waits goes on as a task of its
+own from where it stopped. Records with the same key (one email) are chained so they run
+one after another, in offset order. A finished record's outputs are held, not written: they
 are released with its offset, in the commit that moves its partition past it, so no
 output is ever visible without its input committed (exactly-once) or committed without
 its outputs written (at-least-once). A commit goes up to a partition's first record that
@@ -17,22 +20,29 @@ outputs ``emit``-ted by background work (the join's timeouts) in the same sequen
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 from streams.engine.records import Output, TopicPartition
 
 log = logging.getLogger("mailroom.stage")
 
-Work = Callable[[], Awaitable[list[Output]]]
+Work = Callable[[], Coroutine[Any, Any, list[Output]]]
 
 
 class InFlight:
     """The records a runner has in hand: one task each, chained per key; for every
     partition the offsets not yet released, with the outputs of those that are done."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, eager: bool = True) -> None:
+        """``eager``: start each handler in the caller's turn. Only for handlers that look
+        at no current task before they first wait (``asyncio.timeout``, anyio's cancel
+        scopes: an LLM client's), since in that first step the current task is the
+        caller's."""
+        self.eager = eager
         self.tasks: set[asyncio.Task[list[Output]]] = set()
         self.partition: dict[asyncio.Task[list[Output]], TopicPartition] = {}
         self.tails: dict[object, asyncio.Task[list[Output]]] = {}
@@ -41,17 +51,37 @@ class InFlight:
         self.extras: list[tuple[int, list[Output]]] = []
         self._seq = itertools.count()
         self.committable = False
+        self._changed: asyncio.Future[None] | None = None
 
     def start(self, tp: TopicPartition, offset: int, key: object, work: Work) -> None:
         before = self.tails.get(key)
-        self.open.setdefault(tp, {})[offset] = None
+        records = self.open.get(tp)
+        if records is None:
+            records = self.open[tp] = {}
+        records[offset] = None
+        task: asyncio.Task[list[Output]]
+        if before is not None:
 
-        async def in_turn() -> list[Output]:
-            if before is not None:
+            async def in_turn() -> list[Output]:
                 await asyncio.wait({before})  # the same email's earlier record first
-            return await work()
+                return await work()
 
-        task = asyncio.create_task(in_turn())
+            task = asyncio.create_task(in_turn())
+        elif self.eager:
+            coro = work()
+            context = contextvars.copy_context()
+            try:
+                step = context.run(coro.send, None)
+            except StopIteration as finished:  # done without waiting: no task
+                records[offset] = (next(self._seq), finished.value)
+                self.committable = True
+                return
+            except Exception as exc:
+                log.error("stage task failed: %r; its offset is not committed", exc)
+                return
+            task = asyncio.get_running_loop().create_task(_go_on(coro, step), context=context)
+        else:
+            task = asyncio.create_task(work())
         self.tasks.add(task)
         self.partition[task] = tp
         self.tails[key] = task
@@ -61,6 +91,9 @@ class InFlight:
             self.partition.pop(t, None)
             if self.tails.get(key) is t:
                 del self.tails[key]
+            changed = self._changed
+            if changed is not None and not changed.done():
+                changed.set_result(None)
             if t.cancelled():
                 return  # given up: not done, so not committed
             if t.exception() is not None:
@@ -72,6 +105,12 @@ class InFlight:
                 self.committable = True
 
         task.add_done_callback(done)
+
+    def changed(self) -> asyncio.Future[None]:
+        """Done when the next task in hand finishes (or is given up)."""
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
 
     def emit(self, outputs: list[Output]) -> None:
         """Outputs of no record (background work), released with the next commit."""
@@ -149,3 +188,39 @@ class InFlight:
             task.cancel()
         if doomed:
             await asyncio.wait(doomed)
+
+
+async def _go_on(coro: Coroutine[Any, Any, list[Output]], step: Any) -> list[Output]:
+    """A coroutine that was started elsewhere and stopped at ``step``, carried on as a
+    task (what the task of an eager start runs)."""
+    return await _Resumed(coro, step)
+
+
+class _Resumed:
+    """Awaiting it hands the task the future ``coro`` waits on, then drives ``coro`` on
+    (what ``yield from`` does; results and errors, cancellation included, go through)."""
+
+    __slots__ = ("coro", "step")
+
+    def __init__(self, coro: Coroutine[Any, Any, list[Output]], step: Any) -> None:
+        self.coro = coro
+        self.step = step
+
+    def __await__(self) -> Generator[Any, Any, list[Output]]:
+        coro, step = self.coro, self.step
+        while True:
+            try:
+                sent = yield step
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation, too, goes on into coro
+                try:
+                    step = coro.throw(exc)
+                except StopIteration as finished:
+                    return finished.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    step = coro.send(sent)
+                except StopIteration as finished:
+                    return finished.value  # type: ignore[no-any-return]

@@ -128,6 +128,7 @@ def consumer_config(settings: Settings, group: str, client_id: str) -> dict[str,
         "isolation.level": "read_committed",
         "queued.max.messages.kbytes": 16384,
         "max.partition.fetch.bytes": 262144,
+        "fetch.wait.max.ms": 50,
     }
     protocol: dict[str, Any]
     if settings.group_protocol == "consumer":

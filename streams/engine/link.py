@@ -23,67 +23,53 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-)
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as Partition
 
-from streams.engine.kafka import consumer_config
-from streams.engine.records import Incoming, Link, Output, Rebalance, TopicPartition
+from streams.engine.reading import Reading
+from streams.engine.records import Link, Output, Rebalance, TopicPartition
 from streams.engine.writer import Lost, Stalled, Undelivered, Writer, describe
 from streams.settings import Settings
-from streams.telemetry import metrics
 
 log = logging.getLogger("mailroom.stage")
 
 
-class KafkaLink:
-    """One consumer in the stage's group and the producer that writes for it."""
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
-    def __init__(self, settings: Settings, group: str, client_id: str, stage: str) -> None:
-        self.settings = settings
-        self.group = group
-        self.stage = stage
-        self.transactional = settings.exactly_once
-        # classic: eager range rebalances (every partition revoked and dealt again);
-        # consumer (KIP-848): the broker moves only the partitions that change owner
-        self.eager = settings.group_protocol == "classic"
-        self.consumer = Consumer(consumer_config(settings, group, client_id))
+
+class KafkaLink(Reading):
+    """One consumer in the stage's group (``Reading``) and the producer that writes for
+    it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        client_id: str,
+        stage: str,
+        writes: tuple[str, ...] = (),
+    ) -> None:
+        """``writes``: the catalog topics the stage writes (their leaders are asked for at
+        start, not at the first write)."""
+        super().__init__(settings, group, client_id, stage)
+        self.writes = writes
         instance = settings.instance_id or uuid.uuid4().hex[:12]
         self.writer = Writer(settings, stage, client_id, f"{group}.{instance}")
-        self.reading = ThreadPoolExecutor(1, thread_name_prefix=f"consume-{stage}")
+        self.once = self.writer.once  # one voice for both halves' warnings
         self.writing = ThreadPoolExecutor(1, thread_name_prefix=f"produce-{stage}")
-        self._assigned: set[TopicPartition] = set()
-        # committed offsets of the assigned partitions, sent with every transaction so
-        # even one of emitted outputs only is checked against the group's generation
-        self._known: dict[TopicPartition, int] = {}
-        # bumped by every rewind and rebalance: what a poll running meanwhile returns is
-        # dropped (it may hold records fetched before the partitions were given back at
-        # their committed offsets; the runner would commit past the ones in between)
-        self._epoch = 0
-        self._placed: dict[TopicPartition, int] = {}  # where the last assignment put each
-        self._last: dict[TopicPartition, int] = {}  # offset of the last record read
-        self._ops: list[Callable[[], None]] = []  # consumer calls made before the next poll
         self._metadata: Any = None  # the group's, taken in a rebalance callback
-        self._in_callback = False
         self._stash: dict[TopicPartition, int] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._guard = threading.Lock()  # _in_callback against commits queued meanwhile
         self._stall = Stalled(stage)
 
-    # -- reading ------------------------------------------------------------------------
-    # confluent-kafka serialises a consumer's calls with ``consume``: every call is made on
-    # the reading thread, between polls (``_ops``) or inside a rebalance callback, never
-    # from the event loop or the writing thread, which would wait for the poll or, during
-    # a callback that waits for the loop, forever.
+    # -- the group's rebalances -----------------------------------------------------------
     async def start(
         self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
     ) -> None:
@@ -98,11 +84,14 @@ class KafkaLink:
 
             if self.transactional:
                 self._metadata = consumer.consumer_group_metadata()
-            self._in_callback = True
+            with self._guard:
+                self._in_callback = True
+            self._run_ops()  # e.g. offsets queued to commit: while the partitions are ours
             try:
                 asyncio.run_coroutine_threadsafe(run(), loop).result()
             finally:
-                self._in_callback = False
+                with self._guard:
+                    self._in_callback = False
                 if self._stash:  # at-least-once commits made during the hook
                     stash, self._stash = self._stash, {}
                     self._commit_offsets(stash)
@@ -111,7 +100,7 @@ class KafkaLink:
             try:
                 # Offsets a pending transaction holds are waited for (require_stable), so
                 # the stage's state is restored only once its inputs' offsets are final.
-                found = consumer.committed(partitions, timeout=self.writer.timeout_s)
+                found = consumer.committed(partitions, timeout=self.timeout_s)
                 parts = {TopicPartition(p.topic, p.partition) for p in found}
                 log.info(
                     "stage %s (group %s) newly assigned %s",
@@ -157,6 +146,7 @@ class KafkaLink:
             finally:
                 self._forget(parts)
 
+        await loop.run_in_executor(self.writing, self.writer.learn, list(self.writes))
         if self.transactional:
             await loop.run_in_executor(self.writing, self.writer.recover)
         await loop.run_in_executor(
@@ -166,138 +156,6 @@ class KafkaLink:
             ),
         )
 
-    def _forget(self, parts: set[TopicPartition]) -> None:
-        self._assigned -= parts
-        for tp in parts:
-            self._known.pop(tp, None)
-            self._last.pop(tp, None)
-            self._placed.pop(tp, None)
-
-    def _run_ops(self) -> None:
-        ops, self._ops = self._ops, []
-        for op in ops:
-            try:
-                op()
-            except KafkaException as exc:  # e.g. a partition no longer assigned
-                log.info("stage %s: %s", self.stage, describe(exc))
-
-    def _consume(self, max_records: int, timeout_s: float) -> list[Message]:
-        """What is there, at once; if nothing is, the first record to come within
-        ``timeout_s`` and what came with it. (``consume(n, timeout)`` waits until it has
-        ``n`` records or the timeout has passed: a full poll interval per hop.)"""
-        self._run_ops()
-        messages: list[Message] = self.consumer.consume(max_records, 0)
-        if messages or timeout_s <= 0:
-            return messages
-        first = self.consumer.poll(timeout_s)
-        if first is None:
-            return []
-        return [first, *self.consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
-
-    async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]:
-        assert self._loop is not None, "start() first"
-        epoch = self._epoch
-        messages = await self._loop.run_in_executor(
-            self.reading, self._consume, max_records, timeout_s
-        )
-        if epoch != self._epoch:
-            # A rebalance or rewind during the poll: these records may predate it. Read
-            # every partition again from where the assignment put it (nothing of this poll
-            # was handed out, so nothing was processed past there).
-            placed = [
-                Partition(tp.topic, tp.partition, offset)
-                for tp, offset in self._placed.items()
-                if tp in self._assigned
-            ]
-            if placed and self.eager:
-                # assign, not seek: a partition just assigned may not take a seek yet
-                self._ops.append(lambda: self.consumer.assign(placed))
-            return []
-        records = []
-        for m in messages:
-            error = m.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    self.writer.once.warn(f"stage {self.stage} cannot read: {describe(error)}")
-                continue
-            tp = TopicPartition(m.topic(), m.partition())
-            offset = m.offset()
-            self._last[tp] = offset
-            records.append(
-                Incoming(
-                    tp.topic,
-                    tp.partition,
-                    offset,
-                    m.key(),
-                    m.value(),
-                    list(m.headers() or ()),
-                    m.timestamp()[1],
-                )
-            )
-        return records
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self._assigned)
-
-    def pause(self, tp: TopicPartition) -> None:
-        """Before the next poll."""
-        self._ops.append(lambda: self.consumer.pause([Partition(tp.topic, tp.partition)]))
-
-    def resume(self, tp: TopicPartition) -> None:
-        """Before the next poll."""
-        self._ops.append(lambda: self.consumer.resume([Partition(tp.topic, tp.partition)]))
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        """Before the next poll."""
-        self._ops.append(lambda: self.consumer.seek(Partition(tp.topic, tp.partition, offset)))
-
-    async def rewind(self, parts: set[TopicPartition]) -> None:
-        """Put ``parts`` back at their committed offsets; what a running poll returns is
-        dropped."""
-        assert self._loop is not None
-        self._epoch += 1
-        asked = [Partition(tp.topic, tp.partition) for tp in parts if tp in self._assigned]
-        if not asked:
-            return
-        if self._in_callback:  # the reading thread waits for us: before its next poll
-            self._ops.append(lambda: self._rewind(asked))
-        else:
-            await self._loop.run_in_executor(self.reading, self._rewind, asked)
-
-    def _rewind(self, asked: list[Partition]) -> None:
-        self._run_ops()
-        found = self.consumer.committed(asked, timeout=self.writer.timeout_s)
-        for p in found:
-            tp = TopicPartition(p.topic, p.partition)
-            self._last.pop(tp, None)
-            self._placed[tp] = p.offset
-        if self.eager:
-            # Assigned again at the committed offsets (all of the assignment is rewound):
-            # unlike a seek, this also takes a partition whose fetch has not started yet.
-            self.consumer.assign(found)
-            return
-        for p in found:
-            offset = p.offset if p.offset >= 0 else OFFSET_BEGINNING
-            try:
-                self.consumer.seek(Partition(p.topic, p.partition, offset))
-            except KafkaException as exc:  # no longer assigned: its new owner reads it
-                log.info("stage %s: no rewind of %s: %s", self.stage, p, describe(exc))
-
-    def _prepare(self, offsets: dict[TopicPartition, int]) -> tuple[dict[TopicPartition, int], Any]:
-        """On the reading thread, between polls: the group metadata, and each offset moved
-        past the transaction markers behind the partition's last record when every record
-        read from it is done (so a caught-up group shows no lag)."""
-        metadata = self.consumer.consumer_group_metadata() if self.transactional else None
-        done = [tp for tp, n in offsets.items() if self._last.get(tp) == n - 1]
-        if done:
-            for p in self.consumer.position([Partition(t, n) for t, n in done]):
-                tp = TopicPartition(p.topic, p.partition)
-                if p.offset > offsets[tp]:
-                    offsets[tp] = p.offset
-        self._lag(offsets)
-        return offsets, metadata
-
-    # -- writing ------------------------------------------------------------------------
     async def commit(
         self, outputs: list[Output], offsets: dict[TopicPartition, int], stop: asyncio.Event
     ) -> None:
@@ -307,32 +165,31 @@ class KafkaLink:
         when the group has moved on (``Lost``) or the runner is stopping."""
         assert self._loop is not None
         loop = self._loop
-        in_callback = self._in_callback
-        if in_callback:
+        if self._in_callback:
             metadata = self._metadata
         else:
-            offsets, metadata = await loop.run_in_executor(
-                self.reading, self._prepare, dict(offsets)
-            )
+            offsets, metadata = self._past_markers(offsets), self._read_metadata
+            if metadata is None and self.transactional:  # nothing read yet
+                metadata = await loop.run_in_executor(
+                    self.reading, self.consumer.consumer_group_metadata
+                )
         delay = 0.2
         while True:
             try:
                 if self.transactional:
-                    # every assigned partition's offset, so that even a transaction of
-                    # emitted outputs only is checked against the group's generation
-                    known = {tp: n for tp, n in self._known.items() if tp in self._assigned}
+                    # the offsets that moved; a transaction of emitted outputs only sends
+                    # one partition's committed offset again, so that it too is checked
+                    # against the group's generation
+                    sent = offsets or self._one_known()
                     await loop.run_in_executor(
-                        self.writing, self.writer.transaction, outputs, known | offsets, metadata
+                        self.writing, self.writer.transaction, outputs, sent, metadata
                     )
                     self._known.update({tp: n for tp, n in offsets.items() if tp in self._assigned})
                 else:
                     outputs = await loop.run_in_executor(self.writing, self.writer.deliver, outputs)
                     if outputs:
                         raise Undelivered(outputs)
-                    if in_callback:
-                        self._stash.update(offsets)  # committed by the callback's thread
-                    else:
-                        await loop.run_in_executor(self.reading, self._commit_offsets, offsets)
+                    await self._commit_offsets_soon(offsets)
             except Lost:
                 self._stall.recovered()
                 raise
@@ -346,6 +203,37 @@ class KafkaLink:
             self._stall.recovered()
             return
 
+    def _one_known(self) -> dict[TopicPartition, int]:
+        for tp, n in self._known.items():
+            if tp in self._assigned:
+                return {tp: n}
+        return {}
+
+    async def _commit_offsets_soon(self, offsets: dict[TopicPartition, int]) -> None:
+        """At-least-once: the offsets committed on the reading thread, before its next
+        poll, or by the rebalance callback under way (which runs what is queued before
+        it gives partitions up, and commits what comes in meanwhile after its hook)."""
+        if not offsets:
+            return
+        assert self._loop is not None
+        loop = self._loop
+        done: asyncio.Future[None] = loop.create_future()
+
+        def commit() -> None:
+            try:
+                self._commit_offsets(offsets)
+            finally:
+                loop.call_soon_threadsafe(_settle, done)
+
+        with self._guard:
+            if self._in_callback:
+                self._stash.update(offsets)
+                return
+            self._ops.append(commit)
+        # Run now if no poll is under way, else right after it.
+        _ = loop.run_in_executor(self.reading, self._run_ops)
+        await done
+
     def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
             return
@@ -358,19 +246,6 @@ class KafkaLink:
         except KafkaException as exc:
             # The group moved on; the new owner processes these again (at least once).
             log.warning("stage %s could not commit %s: %s", self.stage, offsets, describe(exc))
-
-    def _lag(self, offsets: dict[TopicPartition, int]) -> None:
-        for tp, offset in offsets.items():
-            try:
-                _low, high = self.consumer.get_watermark_offsets(
-                    Partition(tp.topic, tp.partition), cached=True
-                )
-            except KafkaException:
-                continue
-            if high >= 0:
-                metrics.LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                    max(0, high - offset)
-                )
 
     async def close(self) -> None:
         """Leave the group at once (its partitions move now, not after a session

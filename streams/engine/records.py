@@ -26,17 +26,58 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
+#: Folds the values of records written to one topic and key in one commit into fewer.
+Fold = Callable[[list[bytes]], list[bytes]]
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One record a stage wants written: catalog topic name (no prefix), value, key."""
+    """One record a stage wants written: catalog topic name (no prefix), value, key.
+
+    ``fold``: the records of one commit with the same topic, key and fold are written as
+    ``fold(values)`` (bookkeeping, e.g. one spend event per stage and model per commit
+    instead of one per model call), in the same transaction as the records they came with.
+    """
 
     topic: str
     value: bytes | None  # None: a tombstone (compacted changelogs)
     key: bytes
     headers: Headers = field(default_factory=list)
+    fold: Fold | None = field(default=None, compare=False)
 
     def with_headers(self, headers: Headers) -> Output:
-        return Output(self.topic, self.value, self.key, headers)
+        return Output(self.topic, self.value, self.key, headers, self.fold)
+
+
+def folded(outputs: list[Output]) -> list[Output]:
+    """``outputs`` with the foldable ones of each topic, key and fold folded, where the
+    first of them was; the others in their order."""
+    if not any(o.fold is not None for o in outputs):
+        return outputs
+    groups: dict[tuple[str, bytes, Fold], list[Output]] = {}
+    order: list[Output | tuple[str, bytes, Fold]] = []
+    for o in outputs:
+        if o.fold is None or o.value is None:
+            order.append(o)
+            continue
+        group = (o.topic, o.key, o.fold)
+        if group not in groups:
+            groups[group] = []
+            order.append(group)
+        groups[group].append(o)
+    result: list[Output] = []
+    for item in order:
+        if isinstance(item, Output):
+            result.append(item)
+            continue
+        members = groups[item]
+        first = members[0]
+        if len(members) == 1:
+            result.append(first)
+            continue
+        values = item[2]([m.value for m in members if m.value is not None])
+        result += [Output(first.topic, v, first.key, first.headers) for v in values]
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +110,7 @@ class Link(Protocol):
         self, topics: list[str], on_assign: Rebalance, on_revoke: Rebalance, on_lost: Rebalance
     ) -> None: ...
     async def poll(self, max_records: int, timeout_s: float) -> list[Incoming]: ...
+    def pending(self) -> bool: ...
     def assignment(self) -> set[TopicPartition]: ...
     def pause(self, tp: TopicPartition) -> None: ...
     def resume(self, tp: TopicPartition) -> None: ...

@@ -24,6 +24,7 @@ import logging
 import time
 from collections import deque
 from functools import partial
+from typing import Any
 
 from streams.engine.inflight import InFlight
 from streams.engine.link import KafkaLink, Link, Lost
@@ -32,6 +33,7 @@ from streams.engine.retry import from_retry
 from streams.engine.wrapper import Wrapper
 from streams.settings import Settings
 from streams.telemetry.sensor import StageSensor
+from topics import catalog
 from topics import headers as h
 from topics.catalog import StageSpec
 
@@ -69,7 +71,9 @@ class StageRunner:
         self.processed = 0
         self.rewinds = 0
         self.link = link
-        self.flight = InFlight()
+        # Eager starts, except where an LLM client may run in the handler's first step.
+        self.flight = InFlight(eager=not settings.paid(spec.name))
+        self._committing = asyncio.Lock()  # one commit at a time
         # read, not yet taken in: taken an even share per partition at a time
         self.ready: dict[TopicPartition, deque[Incoming]] = {}
         # Shared by a stage's main and retry runners: the stage has this many in hand.
@@ -87,13 +91,17 @@ class StageRunner:
         on_assign: Rebalance | None = None,
         on_revoke: Rebalance | None = None,
     ) -> None:
-        """Poll while there is room, handle each record in a task of its own, commit each
-        partition up to its first record not yet done, with the outputs up to there.
+        """Read, handle and commit side by side: a poll waits for records on the link's
+        reading thread, a commit (a transaction) runs on its writing thread, and the
+        loop starts each record read as soon as there is room, so neither a waiting
+        poll nor a commit holds the others up.
 
         No batch waits for its slowest record: as one finishes, the next is taken in, so
         a 2 s model call holds one slot, not the stage. Records with the same key (one
         email) run one after another, in offset order; ``stage_concurrency`` bounds the
-        handlers running at once (first tries and retries of the stage together).
+        handlers running at once (first tries and retries of the stage together). One
+        commit at a time: what finishes while one runs goes out with the next, which
+        starts once it is done and a commit interval has passed since the last began.
         """
         topics = [self.settings.topic(t) for t in self.inputs]
         suffix = "-retry" if self.retries else ""
@@ -102,6 +110,12 @@ class StageRunner:
             self.group,
             f"{self.settings.app_id}-{self.spec.name}{suffix}",
             self.spec.name,
+            (
+                *self.spec.outputs,
+                *self.spec.retry_topics(self.settings.retry_tiers),
+                self.spec.dlq_topic,
+                catalog.BUDGET_SPEND,
+            ),
         )
         self.link = link
         flight = self.flight
@@ -127,16 +141,17 @@ class StageRunner:
         async def rewind(gone: set[TopicPartition] | None = None) -> None:
             """Nothing in hand; state and positions as committed (``gone``: partitions
             already lost to the group, given up without a commit)."""
-            self.rewinds += 1
-            self._drop_ready(None)
-            await flight.cancel()
-            flight.forget()
-            parts = link.assignment() - (gone or set())
-            if on_revoke is not None:
-                await on_revoke(parts | (gone or set()))
-            await link.rewind(parts)
-            if on_assign is not None and parts:
-                await on_assign(parts)
+            async with self._committing:  # not while a commit is on its way
+                self.rewinds += 1
+                self._drop_ready(None)
+                await flight.cancel()
+                flight.forget()
+                parts = link.assignment() - (gone or set())
+                if on_revoke is not None:
+                    await on_revoke(parts | (gone or set()))
+                await link.rewind(parts)
+                if on_assign is not None and parts:
+                    await on_assign(parts)
 
         async def lost(parts: set[TopicPartition]) -> None:
             # Lost without a revoke (the session ran out): whatever is in hand may have
@@ -144,55 +159,82 @@ class StageRunner:
             # the committed offsets of what is still ours.
             await rewind(gone=parts)
 
+        async def commit_in_background() -> None:
+            rewinds = self.rewinds
+            try:
+                await self._commit(link, stop)
+            except Lost as exc:
+                if self.rewinds == rewinds:  # not put back meanwhile (a lost session)
+                    log.warning(
+                        "stage %s: %s; reading again from the committed offsets",
+                        self.spec.name,
+                        exc,
+                    )
+                    await rewind()
+
         await link.start(topics, assigned, revoked, lost)
         room = max(2 * self.settings.stage_concurrency, 1)
         every_s = self.settings.commit_interval_ms / 1000
-        last_commit = time.monotonic()
+        last_commit = float("-inf")
+        reading: asyncio.Task[list[Incoming]] | None = None
+        committing: asyncio.Task[None] | None = None
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                if len(flight.tasks) >= room:
-                    await flight.wait_any(within_s=0.3)
-                else:
-                    waiting = sum(map(len, self.ready.values()))
-                    if waiting < BATCH:
-                        records = await link.poll(
-                            BATCH - waiting, 0.0 if waiting else self._wait_s(last_commit)
-                        )
-                        for record in records:
-                            tp = TopicPartition(record.topic, record.partition)
-                            self.ready.setdefault(tp, deque()).append(record)
+                if reading is not None and reading.done():
+                    records, reading = reading.result(), None
+                    for record in records:
+                        tp = TopicPartition(record.topic, record.partition)
+                        queue = self.ready.get(tp)
+                        if queue is None:
+                            queue = self.ready[tp] = deque()
+                        queue.append(record)
+                if committing is not None and committing.done():
+                    finished, committing = committing, None
+                    finished.result()  # Lost was handled; anything else ends the stage
+                if len(flight.tasks) < room and self.ready:
                     self._take(link, room - len(flight.tasks), flight)
-                if flight.committable and time.monotonic() - last_commit >= every_s:
-                    try:
-                        await self._commit(link, stop)
-                    except Lost as exc:
-                        log.warning(
-                            "stage %s: %s; reading again from the committed offsets",
-                            self.spec.name,
-                            exc,
-                        )
-                        await rewind()
-                    last_commit = time.monotonic()
+                if committing is None and flight.committable:
+                    now = time.monotonic()
+                    if now - last_commit >= every_s:
+                        committing = asyncio.create_task(commit_in_background())
+                        last_commit = now
+                if reading is None:
+                    waiting = sum(map(len, self.ready.values()))
+                    wanted = BATCH - waiting if len(flight.tasks) < room else 0
+                    if wanted > 0 or link.pending():
+                        reading = asyncio.create_task(link.poll(max(wanted, 0), POLL_S))
+                wake: list[asyncio.Future[Any]] = [stopping]
+                if reading is not None:
+                    wake.append(reading)
+                if committing is not None:
+                    wake.append(committing)
+                if flight.tasks:
+                    wake.append(flight.changed())
+                timeout = None
+                if committing is None and flight.committable:
+                    timeout = max(0.0, every_s - (time.monotonic() - last_commit))
+                elif reading is None and committing is None and not flight.tasks:
+                    timeout = POLL_S  # nothing under way (records wait to be due)
+                await asyncio.wait(wake, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if reading is not None:  # what it reads is read again by the next owner
+                reading.cancel()
+            if committing is not None:
+                await asyncio.wait({committing})
+                if not committing.cancelled():
+                    committing.exception()  # seen; the last commit says what is left
             await flight.drain()
             try:
                 await self._commit(link, stop)
             except Lost as exc:
                 log.warning("stage %s: last commit refused: %s", self.spec.name, exc)
         finally:
+            stopping.cancel()
+            for pending in (reading, committing):
+                if pending is not None and not pending.done():
+                    pending.cancel()
             await flight.cancel()
             await link.close()
-
-    def _wait_s(self, last_commit: float) -> float:
-        """How long a poll may wait for records: until the next commit is due when
-        finished records wait for it, a commit interval while records are in hand (one
-        may finish meanwhile), else a poll interval. An idle poll never holds a finished
-        record's outputs back."""
-        every_s = self.settings.commit_interval_ms / 1000
-        if self.flight.committable:
-            return max(0.0, min(POLL_S, every_s - (time.monotonic() - last_commit)))
-        if self.flight.tasks:
-            return min(POLL_S, max(every_s, MIN_WAIT_S))
-        return POLL_S
 
     def _take(self, link: Link, room: int, flight: InFlight) -> None:
         """Start a task for up to ``room`` records read, an even share from every
@@ -245,12 +287,13 @@ class StageRunner:
 
     async def _commit(self, link: Link, stop: asyncio.Event) -> None:
         """Commit every assigned partition up to its first record not yet done, with the
-        outputs of the records up to there."""
-        offsets, outputs = self.flight.take_committable()
-        assigned = link.assignment()
-        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
-        if offsets or outputs:
-            await link.commit(outputs, offsets, stop)
+        outputs of the records up to there; after any commit on its way."""
+        async with self._committing:
+            offsets, outputs = self.flight.take_committable()
+            assigned = link.assignment()
+            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+            if offsets or outputs:
+                await link.commit(outputs, offsets, stop)
 
     def _due(self, link: Link, tp: TopicPartition, record: Incoming) -> bool:
         """True when a retry record is due; else pause its partition until it is.
@@ -273,8 +316,7 @@ class StageRunner:
 
 
 BATCH = 500  # records per poll, across all partitions
-POLL_S = 0.1  # longest wait in one poll, so commits and stops are not held up
-MIN_WAIT_S = 0.005  # shortest wait for records while others are in hand
+POLL_S = 0.1  # longest wait in one poll, so the consumer calls queued for it are not held up
 REVOKE_GRACE_S = 1.0  # records in hand when partitions go: finished within this, or given up
 
 
