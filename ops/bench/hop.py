@@ -79,6 +79,7 @@ async def _hop(
     from streams.guard.gate import ModelGate
     from streams.models.local import LocalModels
     from streams.stages.calls import ModelCalls
+    from streams.worker import settle_heap
 
     gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}))
     calls = ModelCalls(LocalModels(settings.data_dir), gate)
@@ -94,6 +95,7 @@ async def _hop(
 
     spec = StageSpec(STAGE, ("hop.in",), ("hop.out",))
     runner = StageRunner(spec, noop_model, settings)
+    settle_heap()  # as a worker does once it has started
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

@@ -127,7 +127,7 @@ class ModelGate:
             except Exception as exc:
                 span.set_status(Status(StatusCode.ERROR, error_summary(exc)))
                 raise
-        metrics.COST.labels(stage).inc(cost)
+        metrics.child(metrics.COST, stage).inc(cost)
         event = self.budget.charge(stage, cost, message_id) if cost else None
         return Call(result, model, cost, event)
 
@@ -206,8 +206,8 @@ class ModelGate:
         error_type: str | None = None,
     ) -> None:
         seconds = time.perf_counter() - began
-        metrics.MODEL_LATENCY.labels(stage, model).observe(seconds)
-        metrics.MODEL_CALLS.labels(stage, model, outcome).inc()
+        metrics.child(metrics.MODEL_LATENCY, stage, model).observe(seconds)
+        metrics.child(metrics.MODEL_CALLS, stage, model, outcome).inc()
         log.info(
             "model call %s %s: %s",
             stage,

@@ -5,7 +5,9 @@ Telemetry never breaks the data path: a port in use is logged, and the worker go
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -58,6 +60,12 @@ LAG = Gauge(
 STALLED = Gauge("mailroom_stage_stalled", "1 while a stage cannot write its outputs", ["stage"])
 
 STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@functools.cache
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once (the hot path asks for the same few)."""
+    return metric.labels(*labels)
 
 
 def breaker_transition(model: str, old: str, new: str) -> None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self, TypeVar
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
@@ -69,6 +69,8 @@ class Sent(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Headers: ...
+    @property
+    def fold(self) -> object: ...
     def with_headers(self, headers: Headers) -> Self: ...
 
 
@@ -86,23 +88,24 @@ class StageSensor:
         self.stage = stage
         self.group = group
         self.topic = topic  # catalog name -> the deployment's topic name
-        self._consumer_attrs: dict[str, dict[str, Any]] = {}
+        self._consumer_attrs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._producer_attrs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._processed: dict[str, Any] = {}
         self._routed: dict[str, Any] = {}
 
-    def _static(self, topic: str) -> dict[str, Any]:
-        attrs = self._consumer_attrs.get(topic)
-        if attrs is None:
+    def _static(self, topic: str) -> tuple[str, dict[str, Any]]:
+        cached = self._consumer_attrs.get(topic)
+        if cached is None:
             attrs = messaging_attributes(operation="process", topic=topic, group=self.group)
             attrs["mailroom.stage"] = self.stage
-            self._consumer_attrs[topic] = attrs
-        return attrs
+            cached = self._consumer_attrs[topic] = (f"process {topic}", attrs)
+        return cached
 
-    @contextmanager
-    def message(self, incoming: Received, message_id: str) -> Iterator[Span]:
+    def message(self, incoming: Received, message_id: str) -> AbstractContextManager[Span]:
+        """The CONSUMER span of ``incoming``, current inside the ``with``."""
+        name, static = self._static(incoming.topic)
         attributes = {
-            **self._static(incoming.topic),
+            **static,
             "messaging.destination.partition.id": str(incoming.partition),
             "messaging.kafka.offset": incoming.offset,
             "mailroom.message_id": message_id,
@@ -112,13 +115,12 @@ class StageSensor:
             attributes["messaging.kafka.message.key"] = incoming.key.decode(
                 "utf-8", errors="replace"
             )
-        with tracer().start_as_current_span(
-            f"process {incoming.topic}",
+        return tracer().start_as_current_span(
+            name,
             context=extract(incoming.headers),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
-        ) as span:
-            yield span
+        )
 
     def on_failure(
         self,
@@ -198,8 +200,8 @@ class StageSensor:
     def on_send(self, output: S) -> S:
         """The output with the context of its PRODUCER span in its headers; bookkeeping
         records get the current (CONSUMER) span's context, tombstones none."""
-        if output.value is None:  # tombstones carry no trace
-            return output
+        if output.value is None or output.fold is not None:
+            return output  # tombstones and folded bookkeeping carry no trace
         if output.topic in UNTRACED:
             return output.with_headers(inject(output.headers))
         cached = self._producer_attrs.get(output.topic)

@@ -19,20 +19,23 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import propagate, trace
+import orjson
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 
+from streams.telemetry.spans import LeanTracerProvider
 from topics import headers as h
 
 log = logging.getLogger("mailroom.tracing")
@@ -58,15 +61,57 @@ GETTER = _HeaderGetter()
 SETTER = _HeaderSetter()
 
 
+#: The W3C trace context, as the default propagator reads and writes it.
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$"
+)
+_TRACEPARENT_MAX = 512
+#: Only the default propagators (W3C trace context and baggage) take the short way.
+_DEFAULT_PROPAGATION = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(
+    " ", ""
+) in ("tracecontext,baggage", "tracecontext")
+
+
 def extract(headers: Headers) -> Context:
-    return propagate.extract(headers, getter=GETTER)
+    """The context of a record's ``traceparent``. A record with only a traceparent (every
+    record of ours without baggage) is read here, as the W3C propagator reads it; anything
+    more, or other propagators (``OTEL_PROPAGATORS``), through the configured ones."""
+    if not _DEFAULT_PROPAGATION:
+        return propagate.extract(headers, getter=GETTER)
+    parent = None
+    for key, value in headers:
+        if key == "traceparent" and value is not None:
+            parent = value
+        elif key in ("tracestate", "baggage"):
+            return propagate.extract(headers, getter=GETTER)
+    if not parent or len(parent) > _TRACEPARENT_MAX:
+        return Context()
+    match = _TRACEPARENT.match(parent.decode("utf-8", errors="replace"))
+    if match is None:
+        return Context()
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == "0" * 32 or span_id == "0" * 16:
+        return Context()
+    remote = SpanContext(
+        int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16))
+    )
+    return trace.set_span_in_context(NonRecordingSpan(remote))
 
 
 def inject(headers: Headers, context: Context | None = None) -> Headers:
     """``headers`` with ``traceparent``/``tracestate`` of ``context`` (default: current)."""
     carrier: dict[str, str] = {}
     try:
-        propagate.inject(carrier, context=context, setter=SETTER)
+        if _DEFAULT_PROPAGATION and not baggage.get_all(context):
+            span = trace.get_current_span(context).get_span_context()
+            if span.is_valid:
+                carrier["traceparent"] = (
+                    f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
+                )
+                if span.trace_state:
+                    carrier["tracestate"] = span.trace_state.to_header()
+        else:
+            propagate.inject(carrier, context=context, setter=SETTER)
     except Exception:  # telemetry never breaks the data path
         log.exception("could not inject the trace context")
         return headers
@@ -89,8 +134,8 @@ class JsonLinesExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            lines = "".join(json.dumps(span_record(s)) + "\n" for s in spans)
-            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            lines = b"".join(map(_line, spans))
+            with self._lock, self.path.open("ab") as handle:
                 handle.write(lines)
         except Exception:
             log.exception("could not write spans to %s", self.path)
@@ -99,6 +144,14 @@ class JsonLinesExporter(SpanExporter):
 
     def shutdown(self) -> None:
         return None
+
+
+def _line(span: ReadableSpan) -> bytes:
+    record = span_record(span)
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer past 64 bits
+        return (json.dumps(record, default=str) + "\n").encode()
 
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
@@ -145,18 +198,31 @@ def otlp_exporter(env: Mapping[str, str]) -> SpanExporter | None:
     return HttpExporter()
 
 
-_provider: TracerProvider | None = None
+_provider: LeanTracerProvider | None = None
 
 
-def setup_tracing(service: str, data_dir: Path, *, enabled: bool = True) -> TracerProvider | None:
-    """Install the tracer provider once per process (idempotent)."""
+def setup_tracing(
+    service: str, data_dir: Path, *, enabled: bool = True
+) -> LeanTracerProvider | None:
+    """Install the tracer provider once per process (idempotent): lean spans
+    (``streams.telemetry.spans``) with the SDK's sampler from the ``OTEL_TRACES_SAMPLER``
+    variables, its batch processor and an exporter."""
     global _provider
     if _provider is not None or not enabled:
         return _provider
     exporter = otlp_exporter(os.environ) or JsonLinesExporter(span_file(data_dir))
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    sdk = TracerProvider(resource=resource, shutdown_on_exit=False)  # reads the sampler's env
+    provider = LeanTracerProvider(resource, sdk.sampler)
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            exporter,
+            # every span kept under load: room for seconds of them, written in big batches
+            max_queue_size=int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", 1 << 17)),
+            max_export_batch_size=int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
+            schedule_delay_millis=float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY", 500)),
+        )
+    )
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
