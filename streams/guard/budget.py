@@ -1,7 +1,10 @@
 """Spend caps: per email and per day, shared by every worker and kept across restarts.
 
 Each paid model call writes a cost event to ``budget.spend`` (keyed by UTC day) in the same
-batch as the stage's output, so it is durable before the input offset is committed. Every
+batch as the stage's output, so it is durable before the input offset is committed; the
+events of one commit are folded into one per worker, stage, endpoint and model
+(``fold_spend``: costs and tokens summed, ``calls`` counted), so a local model's nominal
+cost does not double the records a stage writes. Every
 worker reads that topic from the start of the day: today's spend is what all workers,
 past and present, wrote. A call that would pass a cap is not made: the stage falls back to
 a free model or escalates with ``budget_exceeded``.
@@ -18,7 +21,9 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 
 from streams.engine.kafka import plain_consumer
@@ -92,7 +97,7 @@ class Budget:
             "day": self.day,
             **detail,
         }
-        return catalog.BUDGET_SPEND, self.day.encode(), json.dumps(event).encode()
+        return catalog.BUDGET_SPEND, self.day.encode(), orjson.dumps(event)
 
     def _roll_day(self) -> None:
         if today() != self.day:
@@ -130,3 +135,47 @@ class Budget:
             return
         if event.get("worker") != self.worker_id and event.get("day") == self.day:
             self.spent_by_others += float(event.get("cost", 0.0))
+
+
+_SUMMED = ("cost", "calls", "input_tokens", "output_tokens")
+
+
+def fold_spend(values: list[bytes]) -> list[bytes]:
+    """Spend events as one per worker, day, stage, endpoint and model: costs, calls and
+    tokens summed, and what each email spent under ``messages`` (message id -> cost; an
+    event that stands alone keeps its ``message_id``)."""
+    groups: dict[tuple[object, ...], dict[str, Any]] = {}
+    for value in values:
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        event.setdefault("calls", 1)
+        group = tuple(event.get(k) for k in ("worker", "day", "stage", "endpoint", "model"))
+        found = groups.get(group)
+        if found is None:
+            groups[group] = event
+            continue
+        if "message_id" in found:
+            first = found.pop("message_id")
+            found["messages"] = {first: found["cost"]}
+        messages = found["messages"]
+        mid = event.get("message_id")
+        if mid is not None:
+            messages[mid] = messages.get(mid, 0.0) + event["cost"]
+        for name in _SUMMED:
+            if name in event or name in found:
+                found[name] = found.get(name, 0) + event.get(name, 0)
+    return [orjson.dumps(event) for event in groups.values()]
+
+
+def spent_by_message(events: list[dict[str, Any]]) -> dict[str, float]:
+    """What each email spent, by the spend events (folded or not)."""
+    spent: dict[str, float] = {}
+    for event in events:
+        for mid, cost in event.get(
+            "messages", {event.get("message_id"): event.get("cost", 0.0)}
+        ).items():
+            if mid is not None:
+                spent[mid] = spent.get(mid, 0.0) + float(cost)
+    return spent

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from streams.engine.records import Output
 from streams.errors import BackendFailed, Refused
+from streams.guard.budget import fold_spend
 from streams.guard.gate import Call, Fallback, Metered, ModelGate
 from streams.models.backends import Backends
 from streams.models.llm import ChatBackend
@@ -100,7 +101,7 @@ class ModelCalls:
         if call is None or call.spend_event is None:
             return []
         topic, key, value = call.spend_event
-        return [Output(topic, value, key)]
+        return [Output(topic, value, key, fold=fold_spend)]
 
     @staticmethod
     def describe(call: Call[Any]) -> str:

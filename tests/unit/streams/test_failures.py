@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,11 +10,11 @@ import pytest
 
 from processors.errors import Rejected, Unavailable
 from streams.commands.replay import replayed_headers
-from streams.engine.records import Incoming
+from streams.engine.records import Incoming, Output, folded
 from streams.engine.retry import from_retry, route_failure
 from streams.errors import BreakerOpenError, BudgetExceededError, InjectedFault
 from streams.guard.breaker import CircuitBreaker, State
-from streams.guard.budget import Budget
+from streams.guard.budget import Budget, fold_spend, spent_by_message
 from streams.guard.faults import FaultInjector, parse_faults
 from streams.guard.gate import Fallback, ModelGate
 from streams.settings import BreakerPolicy, Settings
@@ -235,6 +236,42 @@ def test_spend_events_of_other_workers_count_and_our_own_do_not_twice() -> None:
     other = Budget(settings())
     budget.count_event(other.charge("generate", 0.01, "<b>")[2])
     assert budget.spent_today == pytest.approx(0.02)
+
+
+def test_one_commit_s_spend_events_fold_into_one_per_stage_and_model_and_count_the_same() -> None:
+    """A commit's spend events are written as one per worker, stage, endpoint and model:
+    the day's spend, the tokens and what each email spent read the same as before."""
+    budget = Budget(settings())
+    events = [
+        budget.charge("classify", 0.001, "<a>"),
+        budget.charge("classify", 0.001, "<b>"),
+        budget.charge("generate", 0.002, "<a>", endpoint="gpt", model="m", input_tokens=10),
+        budget.charge("generate", 0.003, "<c>", endpoint="gpt", model="m", input_tokens=5),
+        budget.charge("generate", 0.004, "<a>", endpoint="other", model="m", input_tokens=1),
+        budget.charge("classify", 0.001, "<a>"),
+    ]
+    outputs = [
+        Output(catalog.CLASSIFIED, b"ticket", b"<a>"),
+        *(Output(topic, value, key, fold=fold_spend) for topic, key, value in events),
+    ]
+    written = folded(outputs)
+    assert written[0] == outputs[0]  # not foldable: as it was, where it was
+    folded_events = [json.loads(o.value or b"") for o in written[1:]]
+    assert [(e["stage"], e.get("endpoint"), e["calls"]) for e in folded_events] == [
+        ("classify", None, 3),
+        ("generate", "gpt", 2),
+        ("generate", "other", 1),
+    ]
+    assert folded_events[0]["cost"] == pytest.approx(0.003)
+    assert folded_events[1]["input_tokens"] == 15
+    assert folded_events[2]["message_id"] == "<a>"  # alone: as it was
+    original = [json.loads(value) for _, _, value in events]
+    assert spent_by_message(folded_events) == pytest.approx(spent_by_message(original))
+    assert spent_by_message(folded_events)["<a>"] == pytest.approx(0.008)
+    reader = Budget(settings())
+    for o in written[1:]:
+        reader.count_event(o.value)
+    assert reader.spent_today == pytest.approx(0.012)
 
 
 def gate(**kw: object) -> ModelGate:
