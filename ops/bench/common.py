@@ -333,9 +333,13 @@ class Procs:
         self.logs[proc.pid] = path
         return proc
 
-    def worker(self, settings: Settings, **env: str) -> subprocess.Popen[bytes]:
+    def worker(
+        self, settings: Settings, module: str = "streams.cli", **env: str
+    ) -> subprocess.Popen[bytes]:
+        """``mailroom worker`` (``module``: another entry point that takes its arguments,
+        e.g. ``ops.bench.instant``, the worker with stand-ins for its models)."""
         return self.start(
-            [sys.executable, "-m", "streams.cli", "worker"], worker_env(settings, **env), "worker"
+            [sys.executable, "-m", module, "worker"], worker_env(settings, **env), "worker"
         )
 
     @staticmethod

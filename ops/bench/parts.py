@@ -44,7 +44,7 @@ def tracing_cost(bench: Bench) -> tuple[dict[str, Any], Settings]:
     last: dict[str, Any] = {}
     for n in range(rounds):
         for mode in modes[n % len(modes) :] + modes[: n % len(modes)]:
-            result = drain_and_pace(bench, 1, backlog, 0.0, **TRACING_MODES[mode])
+            result = drain_and_pace(bench, 1, backlog, 0.0, TRACING_MODES[mode])
             rates[mode].append(result["sustained_per_s"])
             if mode == "on":
                 last = result
