@@ -90,12 +90,16 @@ class MemoryLink:
             if max_records <= 0:
                 break
         if not batch and timeout_s > 0 and max_records > 0:
-            # as a consumer does: wait up to timeout_s for a record, then read it
+            # as a consumer does: wait up to timeout_s for a record, then read it; a
+            # rewind meanwhile makes it return nothing (as KafkaLink's epoch does)
             self._arrived.clear()
+            rewound = self.rewound
             try:
                 async with asyncio.timeout(timeout_s):
                     await self._arrived.wait()
             except TimeoutError:
+                return []
+            if self.rewound != rewound:
                 return []
             return await self._poll(max_records, 0)
         return batch
@@ -133,6 +137,7 @@ class MemoryLink:
 
     async def rewind(self, parts: set[TopicPartition]) -> None:
         self.rewound += 1
+        self._arrived.set()  # a poll waiting returns (with nothing)
         for tp in parts:
             self.positions[tp] = self.committed.get(tp, 0)
 

@@ -23,6 +23,8 @@ import heapq
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -74,6 +76,9 @@ class StageRunner:
         # Eager starts, except where an LLM client may run in the handler's first step.
         self.flight = InFlight(eager=not settings.paid(spec.name))
         self._committing = asyncio.Lock()  # one commit at a time
+        # While a rebalance hook or a rewind runs, the loop takes nothing in and starts no
+        # poll and no commit.
+        self._held = 0
         # read, not yet taken in: taken an even share per partition at a time
         self.ready: dict[TopicPartition, deque[Incoming]] = {}
         # Shared by a stage's main and retry runners: the stage has this many in hand.
@@ -121,10 +126,15 @@ class StageRunner:
         flight = self.flight
 
         async def assigned(parts: set[TopicPartition]) -> None:
-            if on_assign is not None:
-                await on_assign(parts)
+            with self._holding():
+                if on_assign is not None:
+                    await on_assign(parts)
 
         async def revoked(parts: set[TopicPartition]) -> None:
+            with self._holding():
+                await revoking(parts)
+
+        async def revoking(parts: set[TopicPartition]) -> None:
             # Finish what is in hand for them (a short grace; past it, given up: their new
             # owner processes it again) and commit it while the partitions are still ours.
             self._drop_ready(parts)
@@ -141,17 +151,25 @@ class StageRunner:
         async def rewind(gone: set[TopicPartition] | None = None) -> None:
             """Nothing in hand; state and positions as committed (``gone``: partitions
             already lost to the group, given up without a commit)."""
-            async with self._committing:  # not while a commit is on its way
-                self.rewinds += 1
-                self._drop_ready(None)
-                await flight.cancel()
-                flight.forget()
-                parts = link.assignment() - (gone or set())
-                if on_revoke is not None:
-                    await on_revoke(parts | (gone or set()))
-                await link.rewind(parts)
-                if on_assign is not None and parts:
-                    await on_assign(parts)
+            # Not while a commit is on its way, and the loop takes nothing in meanwhile.
+            with self._holding():
+                async with self._committing:
+                    await rewinding(gone)
+
+        async def rewinding(gone: set[TopicPartition] | None) -> None:
+            self.rewinds += 1
+            self._drop_ready(None)
+            await flight.cancel()
+            flight.forget()
+            parts = link.assignment() - (gone or set())
+            if on_revoke is not None:
+                await on_revoke(parts | (gone or set()))
+            await link.rewind(parts)
+            # What a poll that ended before the link was put back brought: read again.
+            # (A poll under way meanwhile returns nothing: the link drops what it read.)
+            self._drop_ready(None)
+            if on_assign is not None and parts:
+                await on_assign(parts)
 
         async def lost(parts: set[TopicPartition]) -> None:
             # Lost without a revoke (the session ran out): whatever is in hand may have
@@ -192,14 +210,14 @@ class StageRunner:
                 if committing is not None and committing.done():
                     finished, committing = committing, None
                     finished.result()  # Lost was handled; anything else ends the stage
-                if len(flight.tasks) < room and self.ready:
+                if len(flight.tasks) < room and self.ready and not self._held:
                     self._take(link, room - len(flight.tasks), flight)
-                if committing is None and flight.committable:
+                if committing is None and flight.committable and not self._held:
                     now = time.monotonic()
                     if now - last_commit >= every_s:
                         committing = asyncio.create_task(commit_in_background())
                         last_commit = now
-                if reading is None:
+                if reading is None and not self._held:
                     waiting = sum(map(len, self.ready.values()))
                     wanted = BATCH - waiting if len(flight.tasks) < room else 0
                     if wanted > 0 or link.pending():
@@ -235,6 +253,14 @@ class StageRunner:
                     pending.cancel()
             await flight.cancel()
             await link.close()
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
 
     def _take(self, link: Link, room: int, flight: InFlight) -> None:
         """Start a task for up to ``room`` records read, an even share from every
