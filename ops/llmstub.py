@@ -40,6 +40,11 @@ def completion(
     }
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a worker opens dozens of connections at once
+    daemon_threads = True
+
+
 class ScriptedServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -63,7 +68,7 @@ class ScriptedServer:
             def log_message(self, *args: Any) -> None:
                 return None
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -101,6 +106,7 @@ class Faulty:
         self.down = False
         self.served = 0
         self.failed = 0
+        self.waited_s = 0.0  # the latency it gave every call, served or failed
         self.tokens = [0, 0]
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -109,6 +115,7 @@ class Faulty:
         with self._lock:
             delay = self._random.uniform(*self.latency_s)
             fail = self.down or self._random.random() < self.error_rate
+            self.waited_s += delay
         time.sleep(delay)
         if fail:
             with self._lock:
@@ -120,3 +127,7 @@ class Faulty:
             self.tokens[0] += result["usage"]["prompt_tokens"]
             self.tokens[1] += result["usage"]["completion_tokens"]
         return result
+
+    @property
+    def calls(self) -> int:
+        return self.served + self.failed

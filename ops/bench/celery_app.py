@@ -1,29 +1,50 @@
-"""The Celery + Redis pipeline of scenario 4: the same model functions as a Celery chain.
+"""The Celery + Redis peer of scenario 4: mailroom's own stage handlers, as Celery tasks.
 
-One task per model, chained; a transient ModelError is retried with the same delays as
-mailroom's retry tiers; after the last retry the email goes to the stage's dead-letter
-topic. Outcomes go to the same Kafka topics mailroom writes, keyed by message id.
+The same workflow, decided the same way: every stage's handler (``bind_stages``: the same
+prompts, LLM client, answer checks, join, router, generate/quality loop with its revisions,
+decider and its checks on each reply) runs as one Celery task per record, and each output
+becomes a task of every stage that reads its topic, as ``streams.stages.inline`` passes
+them on. What differs is the orchestration: Celery's Redis queue instead of Kafka topics;
+a failure is retried with Celery's ``retry`` (the same delays as mailroom's tiers), then
+dead-lettered; outcomes and dead letters go to the same Kafka topics mailroom writes.
+
+The handlers are coroutines: they run on one event loop in the worker process, and each
+of Celery's threads waits for the one it started, so the thread pool bounds what is in
+hand (as ``stage_concurrency`` does in mailroom) and the endpoint's ``max_concurrency``
+the LLM calls in flight, as in mailroom.
 
     celery -A ops.bench.celery_app worker --pool threads --concurrency N
-(settings from MAILROOM_*, the broker from BENCH_REDIS_URL, the world from BENCH_WORLD)
+    (settings from MAILROOM_*, the broker from BENCH_REDIS_URL)
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import threading
 import time
+from concurrent.futures import Future
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from celery import Celery, chain
+from celery import Celery
 from celery.signals import worker_shutdown
 from confluent_kafka import Producer
 
-from ops.bench.chain import FIRST, ModelError, SlowModels, World, outcome_of
+from ops.bench.chain import FIRST
+from streams.engine.kafka import durable_producer
+from streams.engine.records import Incoming, Output
+from streams.engine.retry import is_retriable, route_failure
+from streams.guard.budget import Budget
+from streams.guard.faults import FaultInjector
+from streams.guard.gate import ModelGate
+from streams.models.local import LocalModels
 from streams.settings import Settings
+from streams.stages.calls import ModelCalls
+from streams.stages.registry import Binding, bind_stages
 from topics import catalog
+from topics import headers as h
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 app = Celery("mailroom_bench", broker=REDIS)
@@ -33,125 +54,109 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_default_queue="bench",
     task_ignore_result=True,
+    task_serializer="pickle",  # records are bytes
+    accept_content=["pickle"],
     broker_connection_retry_on_startup=True,
 )
-_lock = threading.Lock()
+#: Topics whose records leave the workflow: written to Kafka for the bench to read.
+OUT = frozenset(catalog.terminal_topics())
+
+
+class Runtime:
+    """The worker process's stages: their handlers on one event loop thread."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        taxonomy = self.settings.taxonomy
+        catalog.configure_routes(taxonomy.routes)
+        models = LocalModels(self.settings.data_dir, taxonomy, self.settings.classifier)
+        _ = models.kb
+        gate = ModelGate(
+            budget=Budget(self.settings),
+            faults=FaultInjector({}),
+            policy=self.settings.breaker,
+            fallbacks=self.settings.fallbacks,
+        )
+        self.calls = ModelCalls(models, gate, self.settings)
+        self.bindings: dict[str, Binding] = bind_stages(self.settings, self.calls)
+        self.readers: dict[str, list[str]] = {}
+        for spec in catalog.STAGES:
+            for topic in spec.inputs:
+                self.readers.setdefault(topic, []).append(spec.name)
+        self.producer: Producer = durable_producer(self.settings)
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="handlers", daemon=True).start()
+        self.first: float | None = None
+        self._lock = threading.Lock()
+
+    def handle(self, stage: str, record: Incoming) -> list[Output]:
+        """The stage's handler on the loop; this thread waits for it."""
+
+        async def run() -> list[Output]:
+            return await self.bindings[stage].handler(record)
+
+        done: Future[list[Output]] = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        return done.result()
+
+    def emit(self, output: Output) -> None:
+        self.producer.produce(
+            self.settings.topic(output.topic), output.value, output.key, headers=output.headers
+        )
+        self.producer.poll(0)
+
+    def intake(self) -> None:
+        with self._lock:
+            if self.first is None:
+                self.first = time.time()
+                # Straight to the log file: Celery routes print() through its logger.
+                os.write(1, f"celery: {FIRST}{self.first:.3f}\n".encode())
 
 
 @cache
-def settings() -> Settings:
-    return Settings()
-
-
-@cache
-def models() -> SlowModels:
-    world = World(**json.loads(os.environ.get("BENCH_WORLD", "{}")))
-    with _lock:
-        slow = SlowModels(settings().data_dir, world)
-        _ = slow.local.classifier, slow.local.sentiment
-    return slow
-
-
-@cache
-def producer() -> Producer:
-    return Producer(settings().confluent_config(**{"acks": "all", "enable.idempotence": True}))
+def runtime() -> Runtime:
+    return Runtime()
 
 
 @worker_shutdown.connect
 def _flush(**_: Any) -> None:
-    producer().flush(30)
+    runtime().producer.flush(30)
 
 
-def emit(topic: str, message_id: str, value: dict[str, Any]) -> None:
-    producer().produce(settings().topic(topic), json.dumps(value).encode(), message_id.encode())
-    producer().poll(0)
-
-
-def step(task: Any, stage: str, t: dict[str, Any], call: Any) -> dict[str, Any]:
-    """Run one model for the ticket unless it is done; retry, then dead-letter."""
-    if t["done"]:
-        return t
+@app.task(bind=True)
+def stage_t(
+    self: Any, stage: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+) -> None:
+    """One record through one stage; its outputs on to the stages that read them."""
+    rt = runtime()
+    if stage == "prefilter":
+        rt.intake()
+    record = Incoming(topic, 0, 0, key, value, headers, int(time.time() * 1000))
     try:
-        call(t)
-    except ModelError as exc:
-        delays = settings().retry_delays_s
-        attempt = task.request.retries
-        if attempt < len(delays):
-            raise task.retry(exc=exc, countdown=delays[attempt], max_retries=len(delays)) from exc
-        emit(f"{stage}.dlq", t["email"]["message_id"], {"error": str(exc)})
-        t["done"] = "failed"
-    return t
+        outputs = rt.handle(stage, record)
+    except Exception as exc:
+        delays = rt.settings.retry_delays_s
+        attempt = self.request.retries
+        if is_retriable(exc) and attempt < len(delays):
+            wait_s = max(delays[attempt], getattr(exc, "retry_after_s", None) or 0.0)
+            raise self.retry(exc=exc, countdown=wait_s, max_retries=len(delays)) from exc
+        spec = catalog.stage(stage)
+        tried = h.replace(headers, {h.RETRY_ATTEMPT: str(len(delays))})
+        rt.emit(route_failure(spec, replace(record, headers=tried), exc, delays))
+        return
+    for output in outputs:
+        send(output)
 
 
-_first: list[float] = []
+def send(output: Output) -> None:
+    """An output to Kafka (outcomes, dead letters) or to the stages that read it."""
+    rt = runtime()
+    if output.topic in OUT:
+        rt.emit(output)
+        return
+    for stage in rt.readers.get(output.topic, ()):
+        stage_t.delay(stage, output.topic, output.key, output.value, output.headers)
 
 
-@app.task(bind=True)
-def prefilter_t(self: Any, email: dict[str, Any]) -> dict[str, Any]:
-    if not _first:
-        with _lock:
-            if not _first:
-                _first.append(time.time())
-                # Straight to the log file: Celery routes print() through its logger.
-                os.write(1, f"celery: {FIRST}{_first[0]:.3f}\n".encode())
-    reason = models().prefilter(email)
-    return {"email": email, "done": "ignored" if reason else None, "reason": reason}
-
-
-@app.task(bind=True)
-def classify_t(self: Any, t: dict[str, Any]) -> dict[str, Any]:
-    return step(self, "classify", t, lambda t: t.update(category=models().classify(t["email"])))
-
-
-@app.task(bind=True)
-def urgency_t(self: Any, t: dict[str, Any]) -> dict[str, Any]:
-    def run(t: dict[str, Any]) -> None:
-        t["urgency"] = models().urgency(t["email"])
-        if t["urgency"] == "critical":
-            t["done"] = "escalated"
-
-    return step(self, "urgency", t, run)
-
-
-@app.task(bind=True)
-def extract_t(self: Any, t: dict[str, Any]) -> dict[str, Any]:
-    return step(self, "extract", t, lambda t: t.update(items=models().extract(t["email"])))
-
-
-@app.task(bind=True)
-def generate_t(self: Any, t: dict[str, Any]) -> dict[str, Any]:
-    def run(t: dict[str, Any]) -> None:
-        t["draft"] = models().generate(t["email"], t["category"], t["items"])
-
-    return step(self, "generate", t, run)
-
-
-@app.task(bind=True)
-def quality_t(self: Any, t: dict[str, Any]) -> dict[str, Any]:
-    def run(t: dict[str, Any]) -> None:
-        t["score"] = models().quality(t["email"], t["draft"], t["items"])
-
-    return step(self, "quality", t, run)
-
-
-@app.task
-def deliver_t(t: dict[str, Any]) -> None:
-    mid = t["email"]["message_id"]
-    if t["done"] == "ignored":
-        emit(catalog.IGNORED, mid, {"reason": t["reason"]})
-    elif t["done"] == "escalated":
-        emit(catalog.ESCALATIONS, mid, {"reason": "critical_urgency"})
-    elif t["done"] is None:
-        emit(outcome_of(t["urgency"], t.get("score")), mid, {"score": t.get("score")})
-
-
-def submit(email: dict[str, Any]) -> None:
-    chain(
-        prefilter_t.s(email),
-        classify_t.s(),
-        urgency_t.s(),
-        extract_t.s(),
-        generate_t.s(),
-        quality_t.s(),
-        deliver_t.s(),
-    ).apply_async()
+def submit(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    """An inbound email into the workflow (the bridge a Celery team writes)."""
+    stage_t.delay("prefilter", catalog.INBOUND, key, value, headers)

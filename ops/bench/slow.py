@@ -1,18 +1,21 @@
 """Scenario 4, slow and failing models: the same emails through (a) the sequential chain a
-team writes first, (b) Celery + Redis chaining the same model functions, (c) mailroom.
+team writes first, (b) Celery + Redis running mailroom's own stage handlers, (c) mailroom.
 
-Every model call takes 0.2-2 s and fails 12% of the time (mailroom: ``MAILROOM_FAULTS``;
-the others: ``ops.bench.chain.SlowModels``). The emails are produced first, as a backlog;
-each system then starts and works them off. Concurrency is the same cap on model calls in
-flight: mailroom's five model stages with ``stage_concurrency`` each (first tries and
-retries share it), Celery's thread pool with five times that. The sequential chain does one
-call at a time, so it gets a time cap instead of the whole backlog.
+(b) and (c) run the same workflow, decided the same way (the same handlers, prompts, LLM
+client, answer checks, join, router, generate/quality loop with its revisions and
+decider), every model stage on one scripted OpenAI-compatible server
+(``ops.bench.llmworld``): each call takes 0.2-2 s and 12% of them fail (HTTP 503), and the
+failures are retried with the same delays. Both have the same cap on LLM calls in flight
+(the endpoint's ``max_concurrency``; Celery's thread pool is as large). The server counts
+the calls each system made, so calls per email and the concurrency bound (the cap over
+calls per email times the mean call latency, in emails/s) come from the same run. The
+sequential chain (a) is the local models in a world as slow (``MAILROOM_FAULTS``-like
+sleeps), one call at a time, no retries: a time cap instead of the whole backlog.
 
+The emails are produced first, as a backlog; each system then starts and works them off.
 Throughput is the emails with an outcome over the time from the system's first intake
 (its first email taken in) to its last outcome, so start-up is left out for every system
-and the fill and the drain are in. Celery works breadth-first (every email's first task
-before any second one), so its outcomes come in a burst at the end: first-to-last outcome
-would flatter it.
+and the fill and the drain are in.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,13 +45,12 @@ from ops.bench.common import (
     wait_for,
     worker_env,
 )
+from ops.bench.llmworld import SupportModel
+from ops.llmstub import Faulty, ScriptedServer
 from streams.commands.produce import produce_emails
 from streams.engine.kafka import read_records
-from streams.settings import Settings
+from streams.settings import MODEL_STAGES, Settings
 from topics import catalog
-from topics.codec import InboundCodec
-
-MODEL_STAGES = 5
 
 
 def summary(
@@ -114,7 +118,54 @@ def delays(bench: Bench) -> dict[str, str]:
     return {"MAILROOM_RETRY_DELAYS_S": "[0.2, 0.5, 1.0]"} if bench.quick else {}
 
 
-def celery(bench: Bench, count: int, world: World, concurrency: int) -> dict[str, Any]:
+def llm_env(server: ScriptedServer, cap: int) -> dict[str, str]:
+    """Every model stage on the scripted server, nothing else; the same for both."""
+    endpoint = {
+        "base_url": server.base_url,
+        "model": "support-1",
+        "max_concurrency": cap,
+        "timeout_s": 30,
+        "input_usd_per_mtok": 0.15,
+        "output_usd_per_mtok": 0.6,
+    }
+    return {
+        "MAILROOM_ENDPOINTS": json.dumps({"scripted": endpoint}),
+        "MAILROOM_MODELS": json.dumps({s: ["scripted"] for s in MODEL_STAGES}),
+        "MAILROOM_CASCADE": "false",  # every stage asks the LLM: the same calls for both
+        "MAILROOM_BREAKER_THRESHOLD": "1000",  # 12% errors are retried, not routed around
+        "MAILROOM_BUDGET_PER_EMAIL": "10",
+    }
+
+
+@contextmanager
+def llm(bench: Bench, world: World) -> Iterator[tuple[ScriptedServer, Faulty]]:
+    """A scripted server of its own for one system, its calls counted."""
+    script = Faulty(
+        SupportModel(bench.base.taxonomy),
+        latency_s=world.latency_s,
+        error_rate=world.error_rate,
+        seed=7,
+    )
+    with ScriptedServer() as server:
+        server.script(script)
+        yield server, script
+
+
+def calls_of(script: Faulty, count: int, cap: int) -> dict[str, Any]:
+    """Calls per email, their mean latency, and the bound they put on emails/s."""
+    calls = script.calls
+    mean_s = script.waited_s / calls if calls else float("nan")
+    per_email = calls / count
+    return {
+        "llm_calls": calls,
+        "llm_failed": script.failed,
+        "calls_per_email": per_email,
+        "mean_call_s": mean_s,
+        "bound_per_s": cap / (per_email * mean_s) if calls else float("nan"),
+    }
+
+
+def celery(bench: Bench, count: int, world: World, cap: int) -> dict[str, Any]:
     redis = shutil.which("redis-server")
     if redis is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -123,10 +174,8 @@ def celery(bench: Bench, count: int, world: World, concurrency: int) -> dict[str
     produce_emails(settings, emails)
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    env = worker_env(
-        settings, BENCH_REDIS_URL=url, BENCH_WORLD=json.dumps(asdict(world)), **delays(bench)
-    )
-    with processes(bench.data_dir) as procs:
+    with llm(bench, world) as (server, script), processes(bench.data_dir) as procs:
+        env = worker_env(settings, BENCH_REDIS_URL=url, **llm_env(server, cap), **delays(bench))
         procs.start(
             [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             env,
@@ -144,7 +193,7 @@ def celery(bench: Bench, count: int, world: World, concurrency: int) -> dict[str
                 "--pool",
                 "threads",
                 "--concurrency",
-                str(concurrency),
+                str(cap),
                 "--loglevel",
                 "WARNING",
                 "--without-gossip",
@@ -155,15 +204,13 @@ def celery(bench: Bench, count: int, world: World, concurrency: int) -> dict[str
             "celery",
         )
         celery_app.app.conf.broker_url = url
-        codec = InboundCodec()
-        # The bridge a Celery team writes: Kafka inbound -> one chain per email.
+        # The bridge a Celery team writes: each inbound record into the workflow.
         for record in read_records(settings, catalog.INBOUND):
-            celery_app.submit(
-                codec.decode_inbound(record.value, key=record.key, timestamp_ms=record.timestamp)
-            )
+            celery_app.submit(record.key or b"", record.value or b"", record.headers)
         ended = settle(settings, count, 300 + count, grace_s=grace(bench))
         intake_ms = logged_intake_ms(procs.logs[worker.pid])
-    return summary(settings, count, started, ended, intake_ms)
+        found = calls_of(script, count, cap)
+    return {**summary(settings, count, started, ended, intake_ms), **found}
 
 
 def grace(bench: Bench) -> float:
@@ -171,34 +218,35 @@ def grace(bench: Bench) -> float:
     return 10.0 if bench.quick else 90.0  # beyond the last retry tier's delay
 
 
-def mailroom(bench: Bench, count: int, world: World, concurrency: int) -> dict[str, Any]:
+def mailroom(bench: Bench, count: int, world: World, cap: int) -> dict[str, Any]:
     settings = bench.fresh("mailroom")
     produce_emails(settings, sample_emails(count, "mailroom"))
-    extra = {
-        "MAILROOM_FAULTS": world.faults(),
-        "MAILROOM_STAGE_CONCURRENCY": str(concurrency),
-        **delays(bench),
-    }
-    with processes(bench.data_dir) as procs:
+    with llm(bench, world) as (server, script), processes(bench.data_dir) as procs:
+        extra = {
+            **llm_env(server, cap),
+            # room for the endpoint's cap in every stage: the cap is what binds
+            "MAILROOM_STAGE_CONCURRENCY": str(cap),
+            **delays(bench),
+        }
         started = time.time()
         procs.worker(settings, **extra)
         ended = settle(settings, count, 300 + count, grace_s=grace(bench))
-    return summary(settings, count, started, ended, first_intake_ms(settings))
+        found = calls_of(script, count, cap)
+    return {**summary(settings, count, started, ended, first_intake_ms(settings)), **found}
 
 
 def run(bench: Bench) -> dict[str, Any]:
     if bench.quick:
-        world, count, cap_s, per_stage = World((0.01, 0.1), 0.12), 20, 3.0, 8
+        world, count, cap_s, cap = World((0.01, 0.1), 0.12), 20, 3.0, 16
     else:
-        world, count, cap_s, per_stage = World(), 2_000, 120.0, 16
-    threads = per_stage * MODEL_STAGES
+        world, count, cap_s, cap = World(), 2_000, 120.0, 80
     result: dict[str, Any] = {
         "world": asdict(world),
         "emails": count,
-        "in_flight_cap": threads,
+        "in_flight_cap": cap,
         "sequential": sequential(bench, count, world, cap_s),
-        "celery": celery(bench, count, world, threads),
-        "mailroom": mailroom(bench, count, world, per_stage),
+        "celery": celery(bench, count, world, cap),
+        "mailroom": mailroom(bench, count, world, cap),
     }
     for name in ("sequential", "celery"):
         result[f"mailroom_vs_{name}"] = result["mailroom"]["per_s"] / result[name]["per_s"]
@@ -214,13 +262,28 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = [(head, "", "")]
     for name, label in (
         ("sequential", "(a) sequential chain"),
-        ("celery", "(b) Celery + Redis"),
+        ("celery", "(b) Celery + Redis, mailroom's handlers"),
         ("mailroom", "(c) mailroom"),
     ):
         s = r[name]
         capped = f", capped at {s['capped_at_s']:.0f}s" if "capped_at_s" in s else ""
-        ratio = "" if name == "mailroom" else f"mailroom = {r[f'mailroom_vs_{name}']:.1f} x"
+        ratio = "" if name == "mailroom" else f"mailroom = {r[f'mailroom_vs_{name}']:.2f} x"
         out.append((f"{label}: throughput{capped}", f"{s['per_s']:.2f} emails/s", ratio))
+        if "calls_per_email" in s:
+            out.append(
+                (
+                    "  LLM calls per email (failed ones too), mean call",
+                    f"{s['calls_per_email']:.2f}, {s['mean_call_s']:.2f} s",
+                    f"{s['llm_calls']} calls, {s['llm_failed']} failed",
+                )
+            )
+            out.append(
+                (
+                    "  concurrency bound: cap / (calls per email x mean call)",
+                    f"{s['bound_per_s']:.2f} emails/s",
+                    f"throughput = {s['per_s'] / s['bound_per_s']:.0%} of it",
+                )
+            )
         out.append(
             (
                 "  latency p50/p95",
