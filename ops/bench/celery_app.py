@@ -20,6 +20,7 @@ the LLM calls in flight, as in mailroom.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import threading
 import time
@@ -54,8 +55,6 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_default_queue="bench",
     task_ignore_result=True,
-    task_serializer="pickle",  # records are bytes
-    accept_content=["pickle"],
     broker_connection_retry_on_startup=True,
 )
 #: Topics whose records leave the workflow: written to Kafka for the bench to read.
@@ -112,9 +111,18 @@ class Runtime:
                 os.write(1, f"celery: {FIRST}{self.first:.3f}\n".encode())
 
 
+_made = threading.Lock()
+
+
 @cache
-def runtime() -> Runtime:
+def _runtime() -> Runtime:
     return Runtime()
+
+
+def runtime() -> Runtime:
+    """The process's one runtime (Celery's threads ask for it at once on the first tasks)."""
+    with _made:
+        return _runtime()
 
 
 @worker_shutdown.connect
@@ -122,15 +130,33 @@ def _flush(**_: Any) -> None:
     runtime().producer.flush(30)
 
 
+def pack(value: bytes | None) -> str:
+    """Bytes for a JSON message (Celery's default serializer)."""
+    return base64.b64encode(value or b"").decode()
+
+
+def unpack(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
 @app.task(bind=True)
 def stage_t(
-    self: Any, stage: str, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    self: Any, stage: str, topic: str, key: str, value: str, headers: list[list[str]]
 ) -> None:
-    """One record through one stage; its outputs on to the stages that read them."""
+    """One record through one stage (bytes base64 in the JSON message); its outputs on to
+    the stages that read them."""
     rt = runtime()
     if stage == "prefilter":
         rt.intake()
-    record = Incoming(topic, 0, 0, key, value, headers, int(time.time() * 1000))
+    record = Incoming(
+        rt.settings.topic(topic),  # as a worker reads it: the deployment's name
+        0,
+        0,
+        unpack(key),
+        unpack(value),
+        [(name, unpack(v)) for name, v in headers],
+        int(time.time() * 1000),
+    )
     try:
         outputs = rt.handle(stage, record)
     except Exception as exc:
@@ -140,7 +166,7 @@ def stage_t(
             wait_s = max(delays[attempt], getattr(exc, "retry_after_s", None) or 0.0)
             raise self.retry(exc=exc, countdown=wait_s, max_retries=len(delays)) from exc
         spec = catalog.stage(stage)
-        tried = h.replace(headers, {h.RETRY_ATTEMPT: str(len(delays))})
+        tried = h.replace(record.headers, {h.RETRY_ATTEMPT: str(len(delays))})
         rt.emit(route_failure(spec, replace(record, headers=tried), exc, delays))
         return
     for output in outputs:
@@ -153,10 +179,12 @@ def send(output: Output) -> None:
     if output.topic in OUT:
         rt.emit(output)
         return
+    headers = [[name, pack(v)] for name, v in output.headers]
     for stage in rt.readers.get(output.topic, ()):
-        stage_t.delay(stage, output.topic, output.key, output.value, output.headers)
+        stage_t.delay(stage, output.topic, pack(output.key), pack(output.value), headers)
 
 
 def submit(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
     """An inbound email into the workflow (the bridge a Celery team writes)."""
-    stage_t.delay("prefilter", catalog.INBOUND, key, value, headers)
+    packed = [[name, pack(v)] for name, v in headers]
+    stage_t.delay("prefilter", catalog.INBOUND, pack(key), pack(value), packed)

@@ -56,7 +56,7 @@ class SupportModel:
             critical = share(email, "urgency") < 1 / 12
             answer = {"level": "critical" if critical else "medium", "sentiment": -0.2}
         elif system.startswith("You list"):
-            answer = {"items": [{"kind": "question", "text": "answer the customer's question"}]}
+            answer = {"items": [{"kind": "other", "text": "answer the customer's question"}]}
         elif system.startswith("You write"):
             vetted = VETTED.search(user)
             answer = (

@@ -21,6 +21,7 @@ and the fill and the drain are in.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -62,11 +63,17 @@ def summary(
     latencies = found.latencies_ms()
     finished = found.finished_ms()
     work_s = (finished[-1] - intake_ms) / 1000 if finished else float("nan")
+    # Most emails' rate: 99% of them over the time until they had their outcomes (the
+    # last 1%, waiting out a retry tier's delay, left out).
+    most = (99 * len(finished)) // 100
+    most_s = (finished[most - 1] - intake_ms) / 1000 if most else 0.0
+    steady = most / most_s if most_s > 0 else 0.0
     return {
         "emails": count,
         "wall_s": ended - started,
         "work_s": work_s,
         "per_s": len(finished) / work_s if finished else 0.0,
+        "per_s_99": steady,
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         **found.counts(),
     }
@@ -195,7 +202,7 @@ def celery(bench: Bench, count: int, world: World, cap: int) -> dict[str, Any]:
                 "--concurrency",
                 str(cap),
                 "--loglevel",
-                "WARNING",
+                os.environ.get("BENCH_CELERY_LOGLEVEL", "WARNING"),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -250,6 +257,7 @@ def run(bench: Bench) -> dict[str, Any]:
     }
     for name in ("sequential", "celery"):
         result[f"mailroom_vs_{name}"] = result["mailroom"]["per_s"] / result[name]["per_s"]
+    result["mailroom_vs_celery_99"] = result["mailroom"]["per_s_99"] / result["celery"]["per_s_99"]
     return result
 
 
@@ -277,10 +285,21 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{s['llm_calls']} calls, {s['llm_failed']} failed",
                 )
             )
+            steady = (
+                "" if name == "mailroom" else (f"mailroom = {r['mailroom_vs_celery_99']:.2f} x")
+            )
+            out.append(
+                (
+                    "  99% of the emails: throughput to their outcomes",
+                    f"{s['per_s_99']:.2f} emails/s",
+                    steady,
+                )
+            )
             out.append(
                 (
                     "  concurrency bound: cap / (calls per email x mean call)",
                     f"{s['bound_per_s']:.2f} emails/s",
+                    f"99% = {s['per_s_99'] / s['bound_per_s']:.0%}, "
                     f"throughput = {s['per_s'] / s['bound_per_s']:.0%} of it",
                 )
             )
