@@ -9,7 +9,6 @@ is its outcome's broker timestamp minus its inbound one.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -68,17 +67,6 @@ def drain_and_pace(
             paced = read_outcomes(settings)
             ids = {e["message_id"] for e in emails}
             latencies = paced.latencies_ms(ids)
-            if os.environ.get("BENCH_DEBUG_LATENCY"):
-                start = min(paced.produced_ms[m] for m in ids)
-                slow = sorted(
-                    (
-                        (paced.final[m][1] - paced.produced_ms[m], paced.produced_ms[m] - start, m)
-                        for m in ids
-                        if m in paced.final
-                    ),
-                    reverse=True,
-                )[:15]
-                print("slowest (latency ms, sent at ms):", slow)
             result.update(
                 {
                     "paced_rate_per_s": half,
@@ -108,25 +96,51 @@ def run(bench: Bench) -> dict[str, Any]:
     if not bench.quick:
         two = drain_and_pace(bench, 2, backlog, paced_s)
         result.update(two_workers=two, two_vs_one=two["sustained_per_s"] / one["sustained_per_s"])
+    # The orchestration alone: the same worker with stand-ins that answer at once for its
+    # models (ops.bench.instant), at half its own rate and at a low rate.
+    instant = "ops.bench.instant"
+    result["instant"] = drain_and_pace(bench, 1, backlog, paced_s, module=instant)
+    result["instant_alo"] = drain_and_pace(
+        bench, 1, backlog, paced_s, {"MAILROOM_EXACTLY_ONCE": "false"}, module=instant
+    )
+    result["instant_low"] = drain_and_pace(
+        bench, 1, backlog // 4, paced_s, module=instant, pace=LOW_RATE
+    )
     return result
+
+
+#: emails/s of the low-load latency measurement
+LOW_RATE = 25.0
 
 
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = []
-    for key in ("one_worker", "at_least_once", "two_workers"):
+    for key in (
+        "one_worker",
+        "at_least_once",
+        "two_workers",
+        "instant",
+        "instant_alo",
+        "instant_low",
+    ):
         if key not in r:
             continue
         w = r[key]
         c = w["backlog_counts"]
+        local = r["one_worker"]["sustained_per_s"]
         ratio = {
             "one_worker": "reference",
             "at_least_once": f"exactly-once = {r['eos_vs_alo']:.2f} x this",
             "two_workers": f"{r.get('two_vs_one', 0):.2f} x one worker",
+            "instant": f"{w['sustained_per_s'] / local:.2f} x local models",
+            "instant_alo": "",
+            "instant_low": "",
         }[key]
-        mode = "at-least-once" if key == "at_least_once" else "exactly-once"
+        mode = "at-least-once" if key in ("at_least_once", "instant_alo") else "exactly-once"
+        models = ", no-op models" if key.startswith("instant") else ""
         out.append(
             (
-                f"{w['workers']} worker(s), {mode}: sustained rate, {w['backlog']} emails",
+                f"{w['workers']} worker(s), {mode}{models}: sustained rate, {w['backlog']} emails",
                 f"{w['sustained_per_s']:.1f} emails/s",
                 ratio,
             )
@@ -143,13 +157,14 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             lat = w["latency_ms"]
             out.append(
                 (
-                    f"  latency at {w['paced_rate_per_s']:.1f} emails/s (half), p50/p95/p99",
+                    f"  latency at {w['paced_rate_per_s']:.1f} emails/s "
+                    f"({'low' if key == 'instant_low' else 'half'}), p50/p95/p99",
                     f"{lat['p50']:.0f}/{lat['p95']:.0f}/{lat['p99']:.0f} ms",
                     "",
                 )
             )
             waits = w.get("hop_wait_ms", {})
-            if key != "one_worker" and waits:  # the whole list once, the middle of it here
+            if key not in ("one_worker", "instant") and waits:  # the list twice, else the middle
                 p50 = percentile([v["p50"] for v in waits.values()], 50)
                 p99 = percentile([v["p99"] for v in waits.values()], 50)
                 out.append(
