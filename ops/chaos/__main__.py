@@ -35,6 +35,9 @@ def main(
         Plan.broker_down_s
     ),
     rate: Annotated[float, typer.Option(help="emails produced per second")] = 10.0,
+    warmup: Annotated[
+        int, typer.Option(min=0, help="emails whose outcomes are waited for before the clock")
+    ] = Plan.warmup,
     stall_bar: Annotated[float, typer.Option(help="longest stall allowed, seconds")] = 5.0,
     data_dir: Annotated[Path | None, typer.Option(help="default: a temporary folder")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
@@ -47,6 +50,7 @@ def main(
         min_kills=kills,
         broker_down_s=broker_down,
         rate=rate,
+        warmup=warmup,
     )
     logging.getLogger("mailroom").setLevel(
         logging.ERROR

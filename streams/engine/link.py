@@ -173,7 +173,7 @@ class KafkaLink(Reading):
                 metadata = await loop.run_in_executor(
                     self.reading, self.consumer.consumer_group_metadata
                 )
-        delay = 0.2
+        delay = 0.1
         while True:
             try:
                 if self.transactional:
@@ -197,8 +197,11 @@ class KafkaLink(Reading):
                 self._stall.failed(f"write {len(outputs)} outputs", exc)
                 if stop.is_set():
                     raise
+                # each failed try already waited out the client's timeouts: a short,
+                # capped pause (up to 2 s, it held stages back once a dead node's
+                # partitions had new leaders)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 0.5)
                 continue
             self._stall.recovered()
             return
