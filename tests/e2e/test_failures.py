@@ -220,7 +220,10 @@ def test_an_unwritable_dead_letter_topic_stalls_the_stage_without_losing_the_rec
     settings, workers = pipeline
     admin = AdminClient(settings.confluent_config())
     dlq = ConfigResource(ConfigResource.Type.TOPIC, settings.topic("prefilter.dlq"))
-    limit = ConfigEntry("max.message.bytes", "10", incremental_operation=AlterConfigOpType.SET)
+    # Too small for the dead letter (its headers carry the error and traceback), large
+    # enough for a transaction marker (~80 bytes): a broker whose abort marker is refused
+    # wedges that transactional id for good (its coordinator throws on MESSAGE_TOO_LARGE).
+    limit = ConfigEntry("max.message.bytes", "200", incremental_operation=AlterConfigOpType.SET)
     admin.incremental_alter_configs(
         [ConfigResource(dlq.restype, dlq.name, incremental_configs=[limit])]
     )[dlq].result()
