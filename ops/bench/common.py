@@ -121,6 +121,33 @@ class Bench:
         create_topics(settings, tuple(catalog.topic(t) for t in only) or None)
         return settings
 
+    def retire(self, settings: Settings, timeout_s: float = 60.0) -> None:
+        """Delete the topics of a measurement that is done (those of its prefix), so the
+        next one meets the broker as this one did: a full bench makes dozens of prefixes
+        of up to 57 topics (6 partitions each), and without this the one broker held
+        thousands of partitions nothing read any more by the last scenario."""
+        admin = admin_client(settings)
+        names = [
+            name
+            for name in admin.list_topics(timeout=timeout_s).topics
+            if name.startswith(settings.topic_prefix)
+        ]
+        if not names:
+            return
+        for future in admin.delete_topics(names, operation_timeout=timeout_s).values():
+            future.result()
+        wait_for(
+            lambda: (
+                not any(
+                    n.startswith(settings.topic_prefix)
+                    for n in admin.list_topics(timeout=10).topics
+                )
+            ),
+            timeout_s,
+            f"the topics of {settings.topic_prefix} to go",
+            0.2,
+        )
+
 
 def end_offsets(settings: Settings, topics: tuple[str, ...]) -> int:
     """How many records the catalog ``topics`` hold now (sum of their end offsets)."""

@@ -64,6 +64,7 @@ def throughput(bench: Bench, fill: Any, count: int) -> dict[str, Any]:
             0.5,
         )
     stamps = sorted(r.timestamp for r in read_records(settings, "faust.out"))
+    bench.retire(settings)
     return {
         "records": count,
         "per_s": (len(stamps) - 1) / max((stamps[-1] - stamps[0]) / 1000, 1e-3),

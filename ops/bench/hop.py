@@ -22,6 +22,7 @@ import json
 import os
 import pstats
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ from topics import catalog
 from topics import headers as h
 from topics.catalog import StageSpec
 
+ROUNDS = 3  # of the timed hop and its passthrough (full bench)
 STAGE = "classify"  # a stage with a cost: the budget check and its spend event are real
 
 
@@ -235,36 +237,50 @@ def poison(bench: Bench, count: int = 60) -> dict[str, Any]:
     _run_child(settings, count, "--raise-on", key)
     outputs = {(r.key or b"").decode() for r in read_records(settings, "hop.out")}
     dead = [r for r in read_records(settings, f"{STAGE}.dlq") if (r.key or b"").decode() == key]
-    return {
+    found = {
         "records": count,
         "outputs": len(outputs),
         "poison_in_output": key in outputs,
         "dead_letter_topic": settings.topic(f"{STAGE}.dlq") if dead else None,
         "reason": h.get(dead[0].headers, h.ERROR_MESSAGE) if dead else None,
     }
+    bench.retire(settings)
+    return found
 
 
 def run(bench: Bench) -> dict[str, Any]:
     count = 1_000 if bench.quick else 20_000
-    timed = bench.fresh("hop", (catalog.BUDGET_SPEND,))
-    make_topics(timed, *(timed.topic(t) for t in ("hop.in", "hop.out", "hop.ref", "hop.aio")))
-    size = fill(timed, timed.topic("hop.in"), count)
-    measured = _run_child(timed, count, "--reference")
+    # Rounds, each its own topics and child; the ratio is taken within a round and the
+    # median reported: the transactional passthrough alone went from 9.1k to 22.1k msg/s
+    # between two runs a minute apart here (the broker warming up), the hop did not move.
+    rounds: list[dict[str, Any]] = []
+    for _ in range(1 if bench.quick else ROUNDS):
+        timed = bench.fresh("hop", (catalog.BUDGET_SPEND,))
+        topics = ("hop.in", "hop.out", "hop.ref", "hop.aio")
+        make_topics(timed, *(timed.topic(t) for t in topics))
+        size = fill(timed, timed.topic("hop.in"), count)
+        rounds.append(_run_child(timed, count, "--reference"))
+        bench.retire(timed)
+    ratios = [r["hop_per_s"] / r["passthrough_per_s"] for r in rounds]
+    middle = rounds[ratios.index(statistics.median_low(ratios))]
     faust = faust_hop.throughput(bench, fill, count)
     profiled = bench.fresh("hopprof", (catalog.BUDGET_SPEND,))
     make_topics(profiled, *(profiled.topic(t) for t in ("hop.in", "hop.out")))
     fill(profiled, profiled.topic("hop.in"), count)
     keep = os.environ.get("MAILROOM_BENCH_PSTATS")  # where to keep the profile, if anywhere
     profile = _run_child(profiled, count, "--profile", *(["--pstats", keep] if keep else []))
+    bench.retire(profiled)
     return {
         "records": count,
         "record_bytes": size,
-        "passthrough_per_s": measured["passthrough_per_s"],
-        "aiokafka_passthrough_per_s": measured["aiokafka_passthrough_per_s"],
-        "hop_per_s": measured["hop_per_s"],
-        "hop_vs_passthrough": measured["hop_per_s"] / measured["passthrough_per_s"],
+        "rounds": rounds,
+        "round_ratios": ratios,
+        "passthrough_per_s": middle["passthrough_per_s"],
+        "aiokafka_passthrough_per_s": middle["aiokafka_passthrough_per_s"],
+        "hop_per_s": middle["hop_per_s"],
+        "hop_vs_passthrough": middle["hop_per_s"] / middle["passthrough_per_s"],
         "faust_per_s": faust["per_s"],
-        "cpu_us_per_message": measured["cpu_s_per_message"] * 1e6,
+        "cpu_us_per_message": middle["cpu_s_per_message"] * 1e6,
         "cpu_split": profile["cpu_split"],
         "top_functions": profile["top_functions"],
         "profiled_hop_per_s": profile["hop_per_s"],
@@ -288,7 +304,12 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "mailroom stage hop, no-op model",
             f"{r['hop_per_s']:,.0f} msg/s",
-            f"{r['hop_vs_passthrough']:.3f} x passthrough",
+            f"{r['hop_vs_passthrough']:.3f} x passthrough"
+            + (
+                ", median of rounds " + "/".join(f"{x:.2f}" for x in r["round_ratios"])
+                if len(r.get("round_ratios", ())) > 1
+                else ""
+            ),
         ),
         (
             "Faust agent hop (raw bytes in and out, acks=all)",

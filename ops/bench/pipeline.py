@@ -34,9 +34,11 @@ def drain_and_pace(
     *,
     module: str = "streams.cli",
     pace: float | None = None,
+    keep: bool = False,
 ) -> dict[str, Any]:
     """``env``: the workers' settings; ``module``: the worker's entry point; ``pace``:
-    emails/s for the latency measurement (default: half the sustained rate)."""
+    emails/s for the latency measurement (default: half the sustained rate); ``keep``:
+    leave the run's topics (for reading them afterwards; retire them then)."""
     env = env or {}
     settings = bench.fresh(f"pipe{workers}")
     produce_emails(settings, sample_emails(backlog, "backlog"))
@@ -81,6 +83,8 @@ def drain_and_pace(
                     "hop_wait_ms": hop_waits(settings.data_dir, ids),
                 }
             )
+    if not keep:
+        bench.retire(settings)
     return result
 
 

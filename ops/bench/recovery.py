@@ -51,6 +51,7 @@ def run(bench: Bench) -> dict[str, Any]:
     partition_of = {
         (r.key or b"").decode(): r.partition for r in read_records(settings, catalog.INBOUND)
     }
+    bench.retire(settings)
     first_after: dict[int, int] = {}
     for mid, produced in sorted(found.produced_ms.items(), key=lambda kv: kv[1]):
         p = partition_of[mid]

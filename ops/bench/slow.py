@@ -118,6 +118,7 @@ def sequential(bench: Bench, count: int, world: World, cap_s: float) -> dict[str
             - dropped,
         }
     )
+    bench.retire(settings)
     return result
 
 
@@ -217,7 +218,9 @@ def celery(bench: Bench, count: int, world: World, cap: int) -> dict[str, Any]:
         ended = settle(settings, count, 300 + count, grace_s=grace(bench))
         intake_ms = logged_intake_ms(procs.logs[worker.pid])
         found = calls_of(script, count, cap)
-    return {**summary(settings, count, started, ended, intake_ms), **found}
+    result = {**summary(settings, count, started, ended, intake_ms), **found}
+    bench.retire(settings)
+    return result
 
 
 def grace(bench: Bench) -> float:
@@ -239,7 +242,9 @@ def mailroom(bench: Bench, count: int, world: World, cap: int) -> dict[str, Any]
         procs.worker(settings, **extra)
         ended = settle(settings, count, 300 + count, grace_s=grace(bench))
         found = calls_of(script, count, cap)
-    return {**summary(settings, count, started, ended, first_intake_ms(settings)), **found}
+    result = {**summary(settings, count, started, ended, first_intake_ms(settings)), **found}
+    bench.retire(settings)
+    return result
 
 
 def run(bench: Bench) -> dict[str, Any]:
