@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self, TypeVar
 
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from streams.telemetry import metrics
 from streams.telemetry.logs import error_summary, redact
-from streams.telemetry.tracing import extract, inject, messaging_attributes, tracer
+from streams.telemetry.tracing import extract, inject, inject_span, messaging_attributes, tracer
 from topics import catalog
 from topics import headers as h
 
@@ -220,6 +220,6 @@ class StageSensor:
         # Not made current: nothing runs inside it; its context goes straight to the headers.
         span = tracer().start_span(name, kind=SpanKind.PRODUCER, attributes=attributes)
         try:
-            return output.with_headers(inject(output.headers, set_span_in_context(span)))
+            return output.with_headers(inject_span(output.headers, span))
         finally:
             span.end()

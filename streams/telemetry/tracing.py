@@ -33,7 +33,14 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+)
 
 from streams.telemetry.spans import LeanTracerProvider
 from topics import headers as h
@@ -118,6 +125,21 @@ def inject(headers: Headers, context: Context | None = None) -> Headers:
     return h.replace(headers, carrier) if carrier else headers
 
 
+def inject_span(headers: Headers, span: Span) -> Headers:
+    """``headers`` with the trace context of ``span`` (with the current context's
+    baggage): ``inject(headers, set_span_in_context(span))``, without making a context
+    when there is no baggage and the default propagators are on."""
+    if not _DEFAULT_PROPAGATION or baggage.get_all():
+        return inject(headers, trace.set_span_in_context(span))
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return headers
+    carrier = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+    if ctx.trace_state:
+        carrier["tracestate"] = ctx.trace_state.to_header()
+    return h.replace(headers, carrier)
+
+
 @functools.cache
 def tracer() -> trace.Tracer:
     """One tracer per process (a proxy until the provider is installed, then the real one)."""
@@ -155,24 +177,46 @@ def _line(span: ReadableSpan) -> bytes:
 
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """A span as ``mailroom trace`` reads it (written by the batch processor's thread,
+    which holds the GIL the stages need: ids as hex by ``bytes.hex``, the names of kinds
+    and status codes and the service of a resource looked up once)."""
     ctx = span.get_span_context()
     parent = span.parent
+    status = span.status
+    attributes = span.attributes
     return {
-        "trace_id": f"{ctx.trace_id:032x}" if ctx else "",
-        "span_id": f"{ctx.span_id:016x}" if ctx else "",
-        "parent_id": f"{parent.span_id:016x}" if parent else None,
+        "trace_id": ctx.trace_id.to_bytes(16, "big").hex() if ctx else "",
+        "span_id": ctx.span_id.to_bytes(8, "big").hex() if ctx else "",
+        "parent_id": parent.span_id.to_bytes(8, "big").hex() if parent else None,
         "name": span.name,
-        "kind": span.kind.name,
+        "kind": _NAMES[span.kind],
         "start": span.start_time,
         "end": span.end_time,
-        "status": span.status.status_code.name,
-        "error": span.status.description,
-        "attributes": dict(span.attributes or {}),
+        "status": _NAMES[status.status_code],
+        "error": status.description,
+        # a plain dict as it is (a span's attributes are never written after it ended)
+        "attributes": attributes if type(attributes) is dict else dict(attributes or {}),
         "links": [
             f"{link.context.trace_id:032x}/{link.context.span_id:016x}" for link in span.links
         ],
-        "service": (span.resource.attributes or {}).get("service.name"),
+        "service": _service(span.resource),
     }
+
+
+_NAMES: dict[Any, str] = {k: k.name for k in (*SpanKind, *StatusCode)}
+
+
+_SERVICES: dict[int, tuple[Resource, Any]] = {}  # by identity: a Resource hashes its JSON
+
+
+def _service(resource: Resource) -> Any:
+    known = _SERVICES.get(id(resource))
+    if known is None or known[0] is not resource:
+        known = _SERVICES[id(resource)] = (
+            resource,
+            (resource.attributes or {}).get("service.name"),
+        )
+    return known[1]
 
 
 def span_file(data_dir: Path) -> Path:
