@@ -27,7 +27,10 @@ PROMISES = re.compile(
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"[\s.,]+", "", text.lower())
+    """``text`` lowered, without whitespace, dots and commas: ``re.sub(r"[\\s.,]+", "",
+    text.lower())`` in string methods (``str.split()`` splits on exactly what ``\\s``
+    matches), at a fraction of the cost; every draft is checked on the hot path."""
+    return "".join(text.lower().split()).replace(".", "").replace(",", "")
 
 
 def ungrounded(
@@ -49,6 +52,8 @@ def ungrounded(
     numbers |= {_squash(n) for n in numbers}
     covered: list[tuple[int, int]] = []
     for pattern, kind in ((URL, "a link"), (EMAIL, "an address"), (PHONE, "a phone number")):
+        if pattern is EMAIL and "@" not in reply:
+            continue  # every address has one (and the pattern is slow to find none)
         for match in pattern.finditer(reply):
             covered.append(match.span())
             text = match.group().strip()

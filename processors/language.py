@@ -48,16 +48,18 @@ STOPWORDS = {
     "nl": "de het een en van is niet ik u wij met voor op dat zijn graag bedankt uw te er",
 }
 WORDS = {lang: set(words.split()) for lang, words in STOPWORDS.items()}
+#: Each stop word's languages, in the order of ``WORDS``: one lookup per token.
+LANGUAGES_OF: dict[str, tuple[str, ...]] = {
+    word: tuple(lang for lang, words in WORDS.items() if word in words)
+    for word in set().union(*WORDS.values())
+}
 MIN_HITS = 4
 
 
 def detect(text: str) -> str | None:
     tokens = re.findall(r"[^\W\d_]+", text.lower())
-    counts: Counter[str] = Counter()
-    for token in tokens:
-        for lang, words in WORDS.items():
-            if token in words:
-                counts[lang] += 1
+    # a language's hits in the order they come, as counting language by language would
+    counts = Counter(lang for token in tokens for lang in LANGUAGES_OF.get(token, ()))
     if not counts:
         return None
     (best, hits), *rest = counts.most_common()

@@ -194,6 +194,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def events(self) -> Sequence[Event]:
         return tuple(self._events)
 
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        """The span's own dict, not a read-only view of it made per call: nothing writes
+        to a span that has ended (the exporters read them once each, on their thread)."""
+        return self._writable
+
     def __repr__(self) -> str:
         return f"LeanSpan({self._name!r}, {self._own.span_id:016x})"
 
