@@ -13,7 +13,22 @@ from collections.abc import Iterable
 
 from processors.containment import EMAIL, PHONE, URL
 
+#: a number: a run of word characters and hyphens with a digit in it, then on through
+#: further such runs joined by "." or "," before a digit ("v2.1-rc3", "1,250.00", "-15").
+#: It starts at a run's start or after a hyphen, never right after a word character, "."
+#: or ",". The pattern states what is found; ``number_spans`` finds it (see there).
 NUMBER = re.compile(r"(?<![\w.,])[\w-]*\d(?:[\w-]|[.,]\d)*")
+#: NUMBER where it starts at a run's start, which is every match but one after a hyphen
+#: (a digit run found by possessive steps: each run is read once)
+_AT_RUN = re.compile(r"(?<![\w.,-])[^\W\d]*+(?:-[^\W\d]*+)*+\d(?:[\w-]|[.,]\d)*+")
+#: "." or "," and a run after it with a digit after a hyphen: there, and only there, a
+#: match may start after a hyphen (".5-a1" holds "a1")
+_AFTER_HYPHEN = re.compile(r"[.,]\w*+-[\w-]*?\d")
+#: a run holding a digit, with every run joined on by [.,]\d, after "." or "," too
+_TOKEN = re.compile(r"(?<![\w-])[^\W\d]*+(?:-[^\W\d]*+)*+\d(?:[\w-]|[.,]\d)*+")
+_RUN = re.compile(r"[\w-]+")
+_DIGIT = re.compile(r"\d")
+
 CALENDAR = re.compile(
     r"\b(?:january|february|march|april|may|june|july|august|september|october|november|"
     r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight)\b",
@@ -24,6 +39,39 @@ PROMISES = re.compile(
     r"guarantee|money back|replacement|upgrade at no)\w*",
     re.IGNORECASE,
 )
+
+
+def number_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``NUMBER.finditer(text)`` finds its matches, in time linear in ``len(text)``.
+
+    The pattern itself is quadratic: after a hyphen it may start again, so on a run of
+    hyphens or hyphenated words without a digit it tries every hyphen and reads the rest
+    of the run each time (200,000 hyphens in an email took nine minutes). Here each run is
+    read once. A match starts at a run's start (``_AT_RUN``) unless the run follows "." or
+    "," and a digit follows one of its hyphens; only then are runs read one by one: a run
+    holding a digit not right after "." or "," starts a match, one right after them holds
+    one from the first of its hyphens a digit follows, if any; either ends where it ends."""
+    if _AFTER_HYPHEN.search(text) is None:
+        return [match.span() for match in _AT_RUN.finditer(text)]
+    spans = []
+    for token in _TOKEN.finditer(text):
+        start, end = token.span()
+        if start and text[start - 1] in ".,":
+            for run in _RUN.finditer(text, start, end):
+                hyphen = text.find("-", run.start(), run.end())
+                if hyphen >= 0 and _DIGIT.search(text, hyphen + 1, run.end()):
+                    spans.append((hyphen + 1, end))
+                    break
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def numbers(text: str) -> list[str]:
+    """``NUMBER.findall(text)``, as ``number_spans`` finds it."""
+    if _AFTER_HYPHEN.search(text) is None:
+        return _AT_RUN.findall(text)
+    return [text[start:end] for start, end in number_spans(text)]
 
 
 def _squash(text: str) -> str:
@@ -48,8 +96,8 @@ def ungrounded(
             seen.add(found.lower())
             findings.append(f"{kind} neither the email nor the answer states: {found[:60]}")
 
-    numbers = {n.strip("-").lower() for n in NUMBER.findall(pool)}
-    numbers |= {_squash(n) for n in numbers}
+    stated = {n.strip("-") for n in numbers(pool)}
+    stated |= {_squash(n) for n in stated}
     covered: list[tuple[int, int]] = []
     for pattern, kind in ((URL, "a link"), (EMAIL, "an address"), (PHONE, "a phone number")):
         if pattern is EMAIL and "@" not in reply:
@@ -58,11 +106,11 @@ def ungrounded(
             covered.append(match.span())
             text = match.group().strip()
             check(kind, text, text.lower() in pool or _squash(text) in squashed)
-    for match in NUMBER.finditer(reply):
-        if any(start <= match.start() < end for start, end in covered):
+    for first, last in number_spans(reply):
+        if any(start <= first < end for start, end in covered):
             continue
-        text = match.group().strip("-")
-        check("a number", text, text.lower() in numbers or _squash(text) in numbers)
+        text = reply[first:last].strip("-")
+        check("a number", text, text.lower() in stated or _squash(text) in stated)
     for match in CALENDAR.finditer(reply):
         check("a date", match.group(), match.group().lower() in pool)
     for match in PROMISES.finditer(reply):

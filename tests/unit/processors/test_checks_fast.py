@@ -5,14 +5,15 @@ not."""
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from processors.containment import AMOUNT, EMAIL, _amount_matches
-from processors.grounding import _squash
+from processors.containment import AMOUNT, EMAIL, URL, ReplyPolicy, _amount_matches, check_reply
+from processors.grounding import NUMBER, _squash, number_spans, numbers, ungrounded
 from processors.language import WORDS, detect
 
 TRICKY = [
@@ -27,6 +28,23 @@ TRICKY = [
     "refund of $50.00\n\nUSD\n100\r\nEUR\x0b7\x0c8\x1c9\x1d1\x1e2\x1f3\x855",
     "a@b.c no-at-sign@ @ user@@host user@host.example, first.last+tag@sub.example.org",
     "DE DIE das und ist nicht ICH sie zu den the AND to of a in is you",
+]
+
+
+#: The link and address patterns before their lengths were bounded: on everything with
+#: labels of at most 63 characters they must find the same.
+UNBOUNDED_URL = re.compile(
+    r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
+    r"|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|co|biz|info|ru|cn|xyz|top|app|dev|me|ly|gl|to)"
+    r"\b(?:/[^\s<>()\"']*)?",
+    re.IGNORECASE,
+)
+UNBOUNDED_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+LINKS = [
+    "see https://example.com/a?b=c, www.shop.example.co.uk/x or mail.example.org.",
+    "...example.com and .example.net, _x.com, \u00e9-b.com, a.com.b.com, a.company, a.co-op",
+    "write to first.last+tag@sub.example.org, a@b.c@d.e, a@b.c+d@e.f, a@b.c.@d.e, x@y",
+    "xn--bcher-kva.example, EXAMPLE.COM/Path, ftp://files.example.io/x.tar.gz, www.",
 ]
 
 
@@ -77,9 +95,13 @@ def check(text: str) -> None:
     assert detect(text) == detect_by_language(text), text[:80]
     if "@" not in text:
         assert EMAIL.findall(text) == []
+    assert list(number_spans(text)) == [m.span() for m in NUMBER.finditer(text)], text[:80]
+    assert numbers(text) == NUMBER.findall(text), text[:80]
+    assert URL.findall(text) == UNBOUNDED_URL.findall(text), text[:80]
+    assert EMAIL.findall(text) == UNBOUNDED_EMAIL.findall(text), text[:80]
 
 
-@pytest.mark.parametrize("text", TRICKY)
+@pytest.mark.parametrize("text", TRICKY + LINKS)
 def test_fast_paths_match_the_patterns_on_text_made_to_trip_them(text: str) -> None:
     check(text)
     check(text * 3)
@@ -91,3 +113,37 @@ def test_fast_paths_match_the_patterns_on_real_email(real: list[str]) -> None:
         check(text)
     # the amounts are really there to be found, in most of them
     assert sum(1 for t in real if any(_amount_matches(t))) > len(real) // 4
+
+
+def test_numbers_are_found_where_the_pattern_finds_them_in_every_short_text() -> None:
+    # every text of up to six characters over the characters that decide a number's span
+    for length in range(1, 7):
+        for chars in itertools.product("a1-.,_ ", repeat=length):
+            text = "".join(chars)
+            assert list(number_spans(text)) == [m.span() for m in NUMBER.finditer(text)], text
+            assert numbers(text) == NUMBER.findall(text), text
+
+
+REPLY = "Hello Anna,\n\nThanks for writing. We will look at order 12345 by Monday.\n\nBest,\nTeam"
+HOSTILE = ["-", "a-", "a.", "1.", "1-", ".5-", "_", "1 ", "a@", "@a.", "a1.", "+1 ", "www."]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("unit", HOSTILE)
+def test_a_hostile_email_or_reply_is_checked_in_time_linear_in_its_length(unit: str) -> None:
+    """Runs of hyphens, dots or hyphenated words made the checks' patterns start again
+    at every character and read to the end: an email of 200,000 hyphens stalled the
+    grounding check for nine minutes. Now an email of the largest size triage lets in and
+    a reply as long as a model might write are each checked in well under a second."""
+    email = (unit * (256 * 1024 // len(unit) + 1))[: 256 * 1024]
+    reply = (unit * (8000 // len(unit) + 1))[:8000]
+    policy = ReplyPolicy(allowed=("example.com",))
+    assert ungrounded(REPLY, email_text=email) == [
+        f"a {kind} neither the email nor the answer states: {found}"
+        for kind, found in (("number", "12345"), ("date", "Monday"))
+        if found.lower() not in email.lower()
+    ]
+    assert check_reply(REPLY, email_text=email, policy=policy) == []
+    # a reply made of the run is not sent for what it is; it is checked all the same
+    ungrounded(reply, email_text=REPLY)
+    check_reply(reply, email_text=REPLY, policy=policy, instructions=reply)
