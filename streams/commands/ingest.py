@@ -10,11 +10,13 @@ import csv
 import email
 import email.policy
 import hashlib
+import html
 import json
 import mailbox
+import re
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -56,11 +58,58 @@ class _Text(HTMLParser):
             self.parts.append(data)
 
 
-def html_to_text(html: str) -> str:
+#: what the fallback reads tags by; no pattern reads past the next "<" or ">", so each
+#: character is read once however the markup is broken
+_HIDING = re.compile(r"(<!--|-->|</?(?:script|style)\b[^<>]*>?)", re.IGNORECASE)
+_BREAK = re.compile(r"<(?:br|p|div|li|tr)\b[^<>]*>", re.IGNORECASE)
+_TAG = re.compile(r"</?[a-z][^<>]*>", re.IGNORECASE)
+
+
+def _strip_tags(markup: str) -> str:
+    """The text of markup the parser rejects: scripts, styles and comments left out,
+    line-breaking tags as new lines, other tags cut out, entities decoded."""
+    kept: list[str] = []
+    comment, hidden = False, 0
+    for piece in _HIDING.split(markup):
+        lowered = piece[:8].lower()
+        if piece == "<!--":
+            comment = True
+        elif piece == "-->":
+            comment = False
+        elif comment:
+            continue
+        elif lowered.startswith(("<script", "<style")):
+            hidden += 1
+        elif lowered.startswith(("</script", "</style")):
+            hidden = max(0, hidden - 1)
+        elif not hidden:
+            kept.append(piece)
+    return html.unescape(_TAG.sub("", _BREAK.sub("\n", "".join(kept))))
+
+
+def html_to_text(markup: str) -> str:
+    """The text of an HTML body. Markup the parser rejects (Python 3.11's raises on a
+    stray ``<![``) is read with its tags cut out instead: the email is not lost."""
     parser = _Text()
-    parser.feed(html)
-    lines = (line.strip() for line in "".join(parser.parts).splitlines())
+    try:
+        parser.feed(markup)
+        # what is left after a tag that never closes is text too; ``close()`` would parse
+        # it at a cost quadratic in its length (64 KB of "<a " took 32 s)
+        text = "".join(parser.parts) + _strip_tags(parser.rawdata)
+    except (AssertionError, ValueError):
+        text = _strip_tags(markup)
+    lines = (line.strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
+
+
+def _content(part: MIMEPart) -> str:
+    """A text part's content; one in a charset Python does not know is read as UTF-8,
+    with what does not decode replaced, rather than lose the email."""
+    try:
+        return str(part.get_content())
+    except LookupError:
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
 
 
 def generated_id(*parts: str) -> str:
@@ -71,10 +120,10 @@ def generated_id(*parts: str) -> str:
 def from_message(msg: EmailMessage, *, source: str) -> dict[str, Any]:
     """A FeedbackEmail from a parsed RFC 5322 message (multipart, HTML, attachments)."""
     plain = msg.get_body(preferencelist=("plain",))
-    html = msg.get_body(preferencelist=("html",))
-    body_html = html.get_content() if html is not None else None
+    markup = msg.get_body(preferencelist=("html",))
+    body_html = _content(markup) if markup is not None else None
     if plain is not None:
-        body_text = plain.get_content()
+        body_text = _content(plain)
     elif body_html is not None:
         body_text = html_to_text(body_html)
     else:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.commands.ingest import IngestError, read_emails
+from streams.commands.ingest import IngestError, html_to_text, read_emails
 from topics.codec import Codec
 
 MAIL = Path(__file__).resolve().parents[2] / "fixtures" / "mail"
@@ -81,3 +81,51 @@ def test_unreadable_files_say_where(tmp_path: Path, name: str, content: str, say
     path.write_text(content)
     with pytest.raises(IngestError, match=says):
         list(read_emails(path))
+
+
+BROKEN = {
+    "charset": (
+        'Content-Type: text/plain; charset="x-unheard-of"\n\nMy invoice is wrong.\n',
+        "My invoice is wrong.",
+    ),
+    "markup": (
+        "Content-Type: text/html\n\n<style>p {}</style><p>The export <![ fails <b>every</b>"
+        " time &amp; again<br>Ana\n",
+        "The export <![ fails every time & again\nAna",
+    ),
+    "unclosed": (
+        "Content-Type: text/html\n\n<div>Login fails</div> since <b class='x' Monday\n",
+        "Login fails since <b class='x' Monday",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_body_python_cannot_parse_is_read_not_lost(tmp_path: Path, kind: str) -> None:
+    """A charset no codec knows and HTML the standard parser rejects (Python 3.11 raises
+    AssertionError on a stray "<![") each made ingest stop with a traceback, and an mbox
+    lose every message after the broken one."""
+    content, text = BROKEN[kind]
+    (tmp_path / "one.eml").write_text(f"From: ana@example.com\nSubject: help\n{content}")
+    (mail,) = read_emails(tmp_path / "one.eml")
+    assert mail["body_text"] == text
+    ENCODER.encode(mail)
+    box = "".join(
+        f"From ana@example.com Mon Mar  4 09:00:00 2024\nFrom: ana@example.com\n"
+        f"Message-ID: <m{i}@example.com>\nSubject: s{i}\n{body}\n"
+        for i, body in enumerate(["Content-Type: text/plain\n\nfirst\n", content, "\nlast\n"])
+    )
+    (tmp_path / "box.mbox").write_text(box)
+    mails = list(read_emails(tmp_path / "box.mbox"))
+    assert [m["body_text"] for m in mails] == ["first", text, "last"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("unit", ["<a ", "<!--", "<![", "<script", "</", "<a href='"])
+def test_broken_markup_of_any_length_is_read_in_time_linear_in_it(unit: str) -> None:
+    """Closing the standard parser on 64 KB of an unclosed "<a " took 32 s."""
+    markup = unit * (256 * 1024 // len(unit)) + "<p>call me"
+    # a comment that never closes hides the rest, as a browser shows it; the HTML is kept
+    text = html_to_text(markup)
+    assert text == "" if unit == "<!--" else text.endswith("call me")
+    assert html_to_text(markup + "-->thanks").endswith("thanks")
