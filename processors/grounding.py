@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from processors.containment import EMAIL, PHONE, URL
+from processors.containment import _DIGIT, EMAIL, PHONE, URL
 
 #: a number: a run of word characters and hyphens with a digit in it, then on through
 #: further such runs joined by "." or "," before a digit ("v2.1-rc3", "1,250.00", "-15").
@@ -27,7 +27,6 @@ _AFTER_HYPHEN = re.compile(r"[.,]\w*+-[\w-]*?\d")
 #: a run holding a digit, with every run joined on by [.,]\d, after "." or "," too
 _TOKEN = re.compile(r"(?<![\w-])[^\W\d]*+(?:-[^\W\d]*+)*+\d(?:[\w-]|[.,]\d)*+")
 _RUN = re.compile(r"[\w-]+")
-_DIGIT = re.compile(r"\d")
 
 CALENDAR = re.compile(
     r"\b(?:january|february|march|april|may|june|july|august|september|october|november|"
@@ -48,11 +47,23 @@ def number_spans(text: str) -> list[tuple[int, int]]:
     hyphens or hyphenated words without a digit it tries every hyphen and reads the rest
     of the run each time (200,000 hyphens in an email took nine minutes). Here each run is
     read once. A match starts at a run's start (``_AT_RUN``) unless the run follows "." or
-    "," and a digit follows one of its hyphens; only then are runs read one by one: a run
-    holding a digit not right after "." or "," starts a match, one right after them holds
-    one from the first of its hyphens a digit follows, if any; either ends where it ends."""
+    "," and a digit follows one of its hyphens; only then are runs read one by one."""
     if _AFTER_HYPHEN.search(text) is None:
         return [match.span() for match in _AT_RUN.finditer(text)]
+    return _spans_run_by_run(text)
+
+
+def numbers(text: str) -> list[str]:
+    """``NUMBER.findall(text)``, as ``number_spans`` finds it."""
+    if _AFTER_HYPHEN.search(text) is None:
+        return _AT_RUN.findall(text)
+    return [text[start:end] for start, end in _spans_run_by_run(text)]
+
+
+def _spans_run_by_run(text: str) -> list[tuple[int, int]]:
+    """A run holding a digit not right after "." or "," starts a match; one right after
+    them holds one from the first of its hyphens a digit follows, if any; either ends
+    where it ends."""
     spans = []
     for token in _TOKEN.finditer(text):
         start, end = token.span()
@@ -65,13 +76,6 @@ def number_spans(text: str) -> list[tuple[int, int]]:
         else:
             spans.append((start, end))
     return spans
-
-
-def numbers(text: str) -> list[str]:
-    """``NUMBER.findall(text)``, as ``number_spans`` finds it."""
-    if _AFTER_HYPHEN.search(text) is None:
-        return _AT_RUN.findall(text)
-    return [text[start:end] for start, end in number_spans(text)]
 
 
 def _squash(text: str) -> str:
