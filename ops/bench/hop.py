@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import logging
 import os
 import pstats
 import secrets
@@ -41,6 +42,11 @@ from topics.catalog import StageSpec
 
 ROUNDS = 3  # of the timed hop and its passthrough (full bench)
 STAGE = "classify"  # a stage with a cost: the budget check and its spend event are real
+#: Parts the hop is run without, one at a time, to weigh each by what it costs.
+WITHOUT = {
+    "tracing": "tracing (no spans, no trace context)",
+    "model-call-line": "the model call's JSON log line",
+}
 
 
 def tickets(count: int) -> list[Ticket]:
@@ -119,9 +125,14 @@ async def _hop(
 
 CATEGORIES = (
     ("codec (Avro)", ("fastavro", "/topics/codec.py")),
-    ("tracing (OpenTelemetry)", ("opentelemetry", "/streams/tracing.py")),
-    ("logging (JSON lines)", ("/logging/", "/streams/logs.py", "/json/")),
-    ("metrics (Prometheus)", ("prometheus_client",)),
+    (
+        "tracing (OpenTelemetry)",
+        ("opentelemetry", "/streams/telemetry/tracing.py", "/streams/telemetry/spans.py"),
+    ),
+    ("logging (JSON lines)", ("/logging/", "/streams/telemetry/logs.py", "/json/", "orjson")),
+    ("metrics (Prometheus)", ("prometheus_client", "/streams/telemetry/metrics.py")),
+    # the per-event hooks: span attributes, metric children, log fields of each record
+    ("telemetry hooks (the stage's sensor)", ("/streams/telemetry/sensor.py",)),
     ("Kafka client (confluent-kafka)", ("confluent_kafka", "/kafka/", "/engine/link.py")),
     ("event loop and sockets", ("/asyncio/", "selectors", "socket", "ssl")),
     ("framework (streams/, topics/)", ("/streams/", "/topics/", "/processors/", "/ops/bench/")),
@@ -182,7 +193,9 @@ def child(args: argparse.Namespace) -> None:
 
     settings = Settings()
     setup_logging()
-    setup_tracing("mailroom-bench-hop", settings.data_dir)
+    if args.without == "model-call-line":  # warnings and errors still written
+        logging.getLogger("mailroom.guard").setLevel(logging.WARNING)
+    setup_tracing("mailroom-bench-hop", settings.data_dir, enabled=args.without != "tracing")
     result: dict[str, Any] = {}
     if args.reference:
         src = settings.topic("hop.in")
@@ -270,6 +283,16 @@ def run(bench: Bench) -> dict[str, Any]:
     keep = os.environ.get("MAILROOM_BENCH_PSTATS")  # where to keep the profile, if anywhere
     profile = _run_child(profiled, count, "--profile", *(["--pstats", keep] if keep else []))
     bench.retire(profiled)
+    # What a part really costs: the hop again without it, CPU per message side by side
+    # (cProfile's split weighs a part by its calls: many small ones, as tracing makes,
+    # look larger under it than they are).
+    without: dict[str, float] = {}
+    for part in WITHOUT:
+        ablated = bench.fresh("hopless", (catalog.BUDGET_SPEND,))
+        make_topics(ablated, *(ablated.topic(t) for t in ("hop.in", "hop.out")))
+        fill(ablated, ablated.topic("hop.in"), count)
+        without[part] = _run_child(ablated, count, "--without", part)["cpu_s_per_message"] * 1e6
+        bench.retire(ablated)
     return {
         "records": count,
         "record_bytes": size,
@@ -284,6 +307,7 @@ def run(bench: Bench) -> dict[str, Any]:
         "cpu_split": profile["cpu_split"],
         "top_functions": profile["top_functions"],
         "profiled_hop_per_s": profile["hop_per_s"],
+        "cpu_us_without": without,
         "raising": {"mailroom": poison(bench), "faust": faust_hop.raising_agent(bench, fill)},
     }
 
@@ -338,6 +362,16 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     )
     for name, share in r["cpu_split"].items():
         out.append((f"  CPU share: {name}", f"{share * 100:.1f}%", "cProfile"))
+    whole = r["cpu_us_per_message"]
+    for part, cpu in r.get("cpu_us_without", {}).items():
+        saved = whole - cpu
+        out.append(
+            (
+                f"  CPU per message without {WITHOUT[part]}",
+                f"{cpu:,.0f} us",
+                f"it costs {saved:,.0f} us a message, {saved / whole * 100:.0f}% of {whole:,.0f}",
+            )
+        )
     return out
 
 
@@ -348,4 +382,5 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--pstats", default="")
     parser.add_argument("--raise-on", default="", help="the key of a record the model raises on")
+    parser.add_argument("--without", choices=WITHOUT, help="the hop without this part")
     child(parser.parse_args())
