@@ -31,6 +31,7 @@ import hashlib
 import json
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,8 +243,7 @@ def read_source(
         raise KnowledgeError(f"{path}: a knowledge base is a folder, .yaml, .csv or .jsonl")
     if not answers:
         raise KnowledgeError(f"{path}: no answers")
-    ids = [a.id for a in answers]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+    twice = sorted(i for i, n in Counter(a.id for a in answers).items() if n > 1)
     if twice:
         raise KnowledgeError(f"{path}: answer ids used twice: {', '.join(twice[:5])}")
     return answers
