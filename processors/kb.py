@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.errors import Rejected
-from processors.tables import JSON_LINES, columns, read_table
+from processors.tables import JSON_LINES, columns, field_text, present, read_table
 
 SLOTS = (
     "customer_name",
@@ -201,18 +201,19 @@ def read_tickets(
     rows = read_table(path, KnowledgeError)
     asked_in = columns(question)
     wanted = [*asked_in, answer, *([category] if category else [])]
-    missing = [c for c in wanted if c not in rows[0]]
+    named = present(rows)
+    missing = [c for c in wanted if c not in named]
     if missing:
         raise KnowledgeError(
-            f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(rows[0]))}"
+            f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(named))}"
         )
     answers = []
     for n, row in enumerate(rows):
-        asked = "\n".join(str(row[c] or "").strip() for c in asked_in).strip()
-        said = as_slots(str(row[answer] or ""))
+        asked = "\n".join(field_text(row.get(c)) for c in asked_in).strip()
+        said = as_slots(field_text(row.get(answer)))
         if not asked or len(said.split()) < 5:
             continue
-        label = str(row[category] or "").strip() if category else ""
+        label = field_text(row.get(category)) if category else ""
         answers.append(
             Answer(
                 id=f"{path.stem}-{n + 1}",

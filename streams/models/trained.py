@@ -20,7 +20,7 @@ from typing import Any
 import sklearn
 
 from processors import textmodel
-from processors.tables import columns, read_table
+from processors.tables import columns, field_text, present, read_table
 from streams.errors import MailroomError
 
 
@@ -35,16 +35,16 @@ def read_rows(path: Path, text: str = "text", label: str = "category") -> list[t
     if not path.exists():
         raise TrainingDataError(f"{path}: no such file")
     rows = read_table(path, TrainingDataError)
-    present = set(rows[0])
+    named = present(rows)
     texts = columns(text)
-    missing = [c for c in (*texts, label) if c not in present]
+    missing = [c for c in (*texts, label) if c not in named]
     if missing:
         raise TrainingDataError(
-            f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(present))} "
+            f"{path}: no column {', '.join(missing)}; columns: {', '.join(sorted(named))} "
             "(choose with --text and --label)"
         )
     pairs = [
-        ("\n".join(str(r[c] or "").strip() for c in texts).strip(), str(r[label] or "").strip())
+        ("\n".join(field_text(r.get(c)) for c in texts).strip(), field_text(r.get(label)))
         for r in rows
     ]
     kept = [(t, y) for t, y in pairs if t and y]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -108,3 +109,41 @@ def test_produce_at_a_rate_spreads_the_emails_over_time(kafka: Settings) -> None
     assert len(stamps) == 41
     assert stamps[-1] - stamps[0] >= 950  # 40 gaps of 25 ms
     assert stamps[20] - stamps[0] >= 450  # evenly, not a burst at the end
+
+
+def test_a_file_that_cannot_be_read_keeps_the_emails_before_it(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    """``mailroom produce a.jsonl b.jsonl``: a bad line in b stops the command with its file
+    and line, and every email of a and of b before that line is on the broker."""
+    from streams.commands.admin import create_topics
+    from streams.commands.produce import produce_emails, read_paths
+    from streams.engine.kafka import read_records
+    from streams.errors import IngestError
+    from topics import catalog
+
+    create_topics(kafka)
+    (tmp_path / "a.jsonl").write_text('{"body": "one"}\n{"body": "two"}\n')
+    (tmp_path / "b.jsonl").write_text('{"body": "three"}\n{"body": "four\n')
+    with pytest.raises(IngestError, match=r"b.jsonl: line 2 is not JSON\n3 emails before it"):
+        produce_emails(kafka, read_paths([tmp_path / "a.jsonl", tmp_path / "b.jsonl"]))
+    decoded = [Codec("FeedbackEmail").decode(r.value) for r in read_records(kafka, catalog.INBOUND)]
+    assert sorted(e["body_text"] for e in decoded) == ["one", "three", "two"]
+
+
+def test_an_email_larger_than_kafka_takes_is_named_and_the_others_produced(
+    kafka: Settings,
+) -> None:
+    from streams.commands.admin import create_topics
+    from streams.commands.produce import produce_emails
+    from streams.engine.kafka import read_records
+    from streams.errors import DeliveryError
+    from topics import catalog
+
+    create_topics(kafka)
+    emails = [SAMPLES["FeedbackEmail"](n) for n in range(3)]
+    emails[1]["body_text"] = "x" * 3_000_000
+    with pytest.raises(DeliveryError, match=r"1 of 3 emails .*3,000,\d+ bytes, more than Kafka"):
+        produce_emails(kafka, emails)
+    produced = {r.key for r in read_records(kafka, catalog.INBOUND)}
+    assert produced == {emails[0]["message_id"].encode(), emails[2]["message_id"].encode()}

@@ -57,6 +57,26 @@ def test_json_lines_and_other_column_names(tmp_path: Path) -> None:
     assert len(models.read_rows(path, text="body", label="queue")) == 15
 
 
+def test_json_lines_may_leave_a_field_out_or_give_a_number(tmp_path: Path) -> None:
+    """A later line without the label raised KeyError: only the first line's were checked."""
+    path = tmp_path / "t.jsonl"
+    rows = [
+        {"text": "refund me", "category": "billing"},
+        {"text": "hi"},
+        {"text": 7, "category": 1},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert models.read_rows(path) == [("refund me", "billing"), ("7", "1")]
+
+
+def test_a_misnamed_column_of_a_ragged_csv_is_named(tmp_path: Path) -> None:
+    """A row longer than the header raised TypeError while naming the columns."""
+    path = tmp_path / "t.csv"
+    path.write_text("txt,category\nhello,billing,extra\n")
+    with pytest.raises(models.TrainingDataError, match="no column text; columns: category, txt"):
+        models.read_rows(path)
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
