@@ -109,14 +109,16 @@ def models_train(
         word = f"trained in {time.monotonic() - began:.1f}s" if fitted else "up to date"
         console.print(f"classifier {word}: {path}")
         return
+    from streams.taxonomy import categories_section
+
     pairs = models.read_rows(data, text, label)
+    if taxonomy_out is not None:  # a label that cannot name a category, before training
+        categories_section(sorted({y for _, y in pairs}))
     model, fitted = models.train(settings().data_dir, pairs, force=force)
     word = f"trained in {time.monotonic() - began:.1f}s" if fitted else "up to date"
     console.print(f"model {model.id} {word}: {model.rows} rows, {len(model.labels)} labels")
     if taxonomy_out is not None:
-        from streams.taxonomy import categories_section
-
-        taxonomy_out.write_text(categories_section(model.labels))
+        taxonomy_out.write_text(categories_section(model.labels), encoding="utf-8")
         console.print(f"categories section for {len(model.labels)} labels: {taxonomy_out}")
 
 

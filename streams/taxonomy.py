@@ -14,8 +14,11 @@ what is wrong with it, so nothing starts on half a configuration.
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import tomllib
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -265,18 +268,35 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
 
 
 def categories_section(labels: list[str]) -> str:
-    """A ``[[categories]]`` section for a label set, to paste into ``mailroom.toml``."""
+    """A ``[[categories]]`` section for a label set, to paste into ``mailroom.toml``; each
+    route distinct. A label that cannot name a category (over 100 characters, say) is
+    refused here, before a file ``load_taxonomy`` would refuse is written."""
     lines = [f"# {len(labels)} categories, one per label the model was trained on.", ""]
+    routes: set[str] = set()
     for label in labels:
+        try:
+            Category(name=label, description=label.replace("_", " ")[:500])
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+            raise TaxonomyError(
+                f"label {label[:60]!r} cannot name a category: {problem}; relabel those rows"
+            ) from exc
+        route = base = slug(unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode())
+        for n in itertools.count(2):
+            if route not in routes:
+                break
+            route = f"{base[:44]}_{n}"
+        routes.add(route)
         lines += [
             "[[categories]]",
             f"name = {_toml_string(label)}",
-            f"description = {_toml_string(label.replace('_', ' '))}",
-            f'route = "{slug(label)}"',
+            f"description = {_toml_string(label.replace('_', ' ')[:500])}",
+            f'route = "{route}"',
             "",
         ]
     return "\n".join(lines)
 
 
 def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string: JSON's escapes are TOML's, and DEL must be escaped too."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")

@@ -154,6 +154,21 @@ def test_a_categories_section_for_a_new_label_set_loads_as_a_taxonomy(tmp_path: 
     assert taxonomy.routes == ("card_arrival", "billing_and_payments", "say_hi")
 
 
+def test_any_label_a_team_has_is_written_so_that_it_loads(tmp_path: Path) -> None:
+    """A label with a line break or a control character was written as TOML that
+    load_taxonomy refused; labels of one slug shared one route."""
+    labels = ["refund\nrequest", "tab\there", "del\x7f", "ctrl\x01", "Billing", "billing!", "ünï"]
+    taxonomy = load_taxonomy(write(tmp_path, categories_section(labels)))
+    assert taxonomy.names == tuple(labels)
+    assert taxonomy.routes[4:] == ("billing", "billing_2", "uni")
+    assert len(set(taxonomy.routes)) == len(labels)
+
+
+def test_a_label_that_cannot_name_a_category_is_refused_before_a_file_is_written() -> None:
+    with pytest.raises(TaxonomyError, match=r"cannot name a category: .*at most 100 characters"):
+        categories_section(["billing", "x" * 101])
+
+
 def rows(labels: list[str]) -> list[tuple[str, str]]:
     texts = {
         "Billing and Payments": [
