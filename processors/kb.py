@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import string
 from collections import Counter
@@ -39,6 +40,7 @@ from typing import Any
 
 from processors.errors import Rejected
 from processors.tables import JSON_LINES, columns, field_text, present, read_table
+from topics.codec import encodable
 
 SLOTS = (
     "customer_name",
@@ -82,6 +84,28 @@ def _slots(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
+def _check_slots(text: str, where: str) -> None:
+    """Every ``{...}`` of an answer is a known slot, bare: a format spec or a conversion
+    (``{amount:d}``, ``{company!r}``) would raise or print oddly when a reply is composed."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(text)]
+    except ValueError as exc:  # an unbalanced brace
+        raise KnowledgeError(f"{where}: {exc} (write {{{{ for a brace)") from exc
+    for name, spec, conv in fields:
+        if name is None:
+            continue
+        if name not in SLOTS:
+            raise KnowledgeError(
+                f"{where}: unknown slot {{{name}}}; slots: {', '.join(SLOTS)} "
+                "(write {{ and }} for braces)"
+            )
+        if spec or conv:
+            given = ("!" + conv if conv else "") + (":" + spec if spec else "")
+            raise KnowledgeError(
+                f"{where}: slot {{{name}}} has a format ({given}); write {{{name}}} alone"
+            )
+
+
 @dataclass(frozen=True)
 class Answer:
     id: str
@@ -117,7 +141,17 @@ def _entry(data: Mapping[str, Any], *, where: str, default_id: str) -> Answer:
     unknown = sorted(set(data) - known)
     if unknown:
         raise KnowledgeError(f"{where}: unknown fields {unknown}; fields: {sorted(known)}")
-    text = str(data.get("text") or "").strip()
+
+    def scalar(name: str, default: str) -> str:
+        value = data.get(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            # a list, a mapping (an alias of one may be huge), bytes: not text
+            raise KnowledgeError(f"{where}: {name} must be text, not {type(value).__name__}")
+        return str(value).strip() or default
+
+    text = scalar("text", "")
     if not text:
         raise KnowledgeError(f"{where}: the answer text is empty")
 
@@ -129,39 +163,61 @@ def _entry(data: Mapping[str, Any], *, where: str, default_id: str) -> Answer:
             raise KnowledgeError(f"{where}: {name} must be a list of strings")
         return tuple(v.strip() for v in value if v.strip())
 
-    answer = Answer(
-        id=str(data.get("id") or default_id),
-        title=str(data.get("title") or default_id),
+    _check_slots(text, where)
+    return Answer(
+        id=scalar("id", default_id),
+        title=scalar("title", default_id),
         text=text,
         categories=strings("categories"),
         questions=strings("questions"),
         promises=strings("promises"),
-        language=str(data.get("language") or "en"),
+        language=scalar("language", "en"),
     )
+
+
+def _read_text(path: Path) -> str:
+    """A knowledge-base file's text; a byte-order mark is read past."""
     try:
-        bad = sorted(answer.slots - set(SLOTS))
-    except ValueError as exc:  # an unbalanced brace
-        raise KnowledgeError(f"{where}: {exc} (write {{{{ for a brace)") from exc
-    if bad:
-        raise KnowledgeError(f"{where}: unknown slots {bad}; slots: {', '.join(SLOTS)}")
-    return answer
+        return path.read_text("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KnowledgeError(f"{path}: not UTF-8 text; save it as UTF-8") from exc
+    except OSError as exc:  # unreadable, a dangling link, a link loop
+        raise KnowledgeError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+
+
+def _yaml(text: str, where: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    # nested past the stack, an integer past Python's 4,300 digits
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        raise KnowledgeError(f"{where} not YAML: {str(exc)[:200]}") from exc
+
+
+def _markdown_files(folder: Path) -> list[Path]:
+    """Every ``.md`` file under ``folder`` (any case), through linked folders, each once."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(root) / f for f in files if f.lower().endswith(".md")]
+    return sorted(found)
 
 
 def read_markdown(folder: Path) -> list[Answer]:
-    import yaml
-
     answers = []
-    for path in sorted(folder.rglob("*.md")):
-        text = path.read_text("utf-8")
+    for path in _markdown_files(folder):
+        text = _read_text(path)
         meta: Any = {}
         if text.startswith("---"):
             head, sep, body = text[3:].partition("\n---")
             if not sep:
                 raise KnowledgeError(f"{path}: front matter is not closed with ---")
-            try:
-                meta = yaml.safe_load(head) or {}
-            except yaml.YAMLError as exc:
-                raise KnowledgeError(f"{path}: front matter is not YAML: {exc}") from exc
+            meta = _yaml(head, f"{path}: front matter is") or {}
             text = body.partition("\n")[2]
         if not isinstance(meta, dict):
             raise KnowledgeError(f"{path}: front matter must be a mapping")
@@ -170,12 +226,7 @@ def read_markdown(folder: Path) -> list[Answer]:
 
 
 def read_yaml(path: Path) -> list[Answer]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except yaml.YAMLError as exc:
-        raise KnowledgeError(f"{path}: not YAML: {exc}") from exc
+    data = _yaml(_read_text(path), f"{path}:")
     entries = data.get("answers") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise KnowledgeError(f"{path}: expected a list of answers (or answers: [...])")
@@ -300,7 +351,13 @@ class Index:
                 owners.append(n)
         said = [a.text for a in answers]
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
-        vectorizer.fit(asked + said)
+        try:
+            vectorizer.fit(asked + said)
+        except ValueError as exc:  # sklearn's "empty vocabulary"
+            raise KnowledgeError(
+                f"no word to search answers by in {len(answers)} answers (only stop words, "
+                "one-letter words or symbols): add a title or questions to them"
+            ) from exc
         texts = vectorizer.transform(said)
         index = cls(
             answers,
@@ -341,6 +398,7 @@ class Index:
 
         if not texts:
             return []
+        texts = [encodable(str(t)) for t in texts]  # a lone surrogate breaks the embedding
         scores, every = self._scores(self.vectorizer.transform(list(texts)), _embed(list(texts)))
         if languages is not None:
             allowed = set(languages)

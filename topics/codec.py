@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
@@ -36,6 +37,8 @@ MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
 #: A FeedbackEmail is 3 levels deep (email -> attachments -> attachment); allow some slack.
 MAX_JSON_DEPTH = 8
+#: a JSON escape of a surrogate (a pair is read as one character; a lone one is kept)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class NotAvroError(CodecError):
@@ -156,6 +159,8 @@ class InboundCodec(Codec):
             raise NotJsonError("value is JSON nested too deeply to be an email") from exc
         if not isinstance(obj, dict):
             raise WrongShapeError(self.name, f"expected a JSON object, got {type(obj).__name__}")
+        if _SURROGATE_ESCAPE.search(text):  # "\ud800" alone: not UTF-8, so not Avro
+            obj = encodable(obj)
         depth = _depth(obj)
         if depth > MAX_JSON_DEPTH:
             raise WrongShapeError(
@@ -220,3 +225,18 @@ def _parse_timestamp(text: str) -> int:
         raise WrongShapeError(
             "FeedbackEmail", f"received_at {text!r} is neither epoch millis nor ISO-8601"
         ) from exc
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(value: Any) -> Any:
+    """``value`` with every lone surrogate (JSON may spell one, ``\\ud800``; the mail
+    parser makes them of undecodable bytes) replaced: UTF-8, so Avro, cannot carry them."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()} if value else value
+    if isinstance(value, list):
+        return [encodable(v) for v in value] if value else value
+    return value

@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from processors import tables
-from streams.commands.mail import encodable, from_bytes, generated_id
+from streams.commands.mail import from_bytes, generated_id
 from streams.errors import IngestError
+from topics.codec import encodable
 
 
 def read_eml(path: Path) -> Iterator[dict[str, Any]]:

@@ -17,6 +17,8 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from topics.codec import encodable
+
 #: Headers the prefilter reads; the rest stay out of the pipeline.
 KEPT_HEADERS = (
     "Auto-Submitted",
@@ -244,18 +246,3 @@ def from_bytes(raw: bytes, *, source: str) -> dict[str, Any]:
     }
     clean: dict[str, Any] = encodable(record)
     return clean
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def encodable(value: Any) -> Any:
-    """``value`` with every lone surrogate (JSON may spell one, the mail parser makes
-    them of undecodable bytes) replaced: UTF-8, so Avro, cannot carry them."""
-    if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {encodable(k): encodable(v) for k, v in value.items()} if value else value
-    if isinstance(value, list):
-        return [encodable(v) for v in value] if value else value
-    return value

@@ -61,12 +61,19 @@ def test_markdown_answers_are_read_with_their_front_matter(tmp_path: Path) -> No
     ("text", "message"),
     [
         ("---\ntitle: x\ncolour: red\n---\nHello there.", "unknown fields ['colour']"),
-        ("---\ntitle: x\n---\nDear {first_name}, hello.", "unknown slots ['first_name']"),
+        ("---\ntitle: x\n---\nDear {first_name}, hello.", "unknown slot {first_name}"),
         ("---\ntitle: x\nno end of the front matter", "not closed with ---"),
         ("---\ntitle: [x\n---\nHello.", "front matter is not YAML"),
         ("---\ntitle: x\n---\n   \n", "the answer text is empty"),
         ("---\nquestions: 3\n---\nHello.", "questions must be a list of strings"),
         ("---\ntitle: x\n---\nA brace { alone.", "write {{ for a brace"),
+        ("---\ntitle: x\n---\nOrder {reference:d} ships.", "{reference} has a format (:d)"),
+        ("---\ntitle: x\n---\nFrom {company!r}.", "{company} has a format (!r)"),
+        ("---\ntitle: x\n---\nHi {customer_name:>{width}}.", "has a format"),
+        ("---\ntitle: x\n---\nA {} here.", "unknown slot {}"),
+        ("---\ntitle: [a, b]\n---\nHello.", "title must be text, not list"),
+        ("---\nid: " + "9" * 5000 + "\n---\nHello.", "front matter is not YAML"),
+        ("---\ntitle: " + "[" * 5000 + "]" * 5000 + "\n---\nHello.", "front matter is not YAML"),
     ],
 )
 def test_a_bad_answer_file_is_refused_with_the_file_and_the_reason(
@@ -77,6 +84,55 @@ def test_a_bad_answer_file_is_refused_with_the_file_and_the_reason(
         read_source(kb)
     assert "bad.md" in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_answer_files_are_read_as_editors_save_them(tmp_path: Path) -> None:
+    """A byte-order mark hid the front matter (it became the answer's text); an upper-case
+    extension and a linked folder were skipped without a word."""
+    kb = folder(tmp_path)
+    (kb / "REFUND.MD").write_bytes(REFUND.encode("utf-8-sig"))
+    elsewhere = tmp_path / "shared"
+    elsewhere.mkdir()
+    (elsewhere / "login.md").write_text(LOGIN)
+    (kb / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (kb / "again").symlink_to(kb, target_is_directory=True)  # a loop: read once
+    answers = {a.id: a for a in read_source(kb)}
+    assert sorted(answers) == ["REFUND", "login"]
+    assert answers["REFUND"].title == "Charged twice"
+    assert answers["REFUND"].text.startswith("Our billing team")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.md", b"caf\xe9 is open", "not UTF-8"),
+        ("bad.yaml", b"- text: caf\xe9", "not UTF-8"),
+        ("bad.yaml", b"- text: " + b"[" * 5000 + b"]" * 5000, "not YAML"),
+    ],
+)
+def test_an_answer_file_that_cannot_be_read_is_named(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    kb = folder(tmp_path)
+    (kb / name).write_bytes(content)
+    with pytest.raises(KnowledgeError, match=message) as caught:
+        read_source(kb / name if name.endswith(".yaml") else kb)
+    assert name in str(caught.value)
+    (kb / name).unlink()
+    (kb / "gone.md").symlink_to(tmp_path / "nowhere.md")
+    with pytest.raises(KnowledgeError, match=r"gone\.md: cannot be read"):
+        read_source(kb)
+
+
+def test_answers_without_a_word_to_search_by_are_refused_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(KnowledgeError, match="no word to search answers by"):
+        Index.build(read_source(folder(tmp_path, x="It is.")))
+
+
+def test_a_search_for_text_with_a_lone_surrogate_is_answered(tmp_path: Path) -> None:
+    """Bytes of a command line that are not UTF-8 arrive as lone surrogates."""
+    index = Index.build(read_source(folder(tmp_path, refund=REFUND, login=LOGIN)))
+    assert index.search("refund \udcff my order")[0].answer.id == "refund"
 
 
 def test_one_yaml_file_of_answers(tmp_path: Path) -> None:

@@ -81,6 +81,15 @@ def test_json_without_id_or_key_gets_a_stable_generated_id() -> None:
     assert first.endswith("@mailroom.generated>")
 
 
+def test_json_with_a_lone_surrogate_escape_is_answered_not_dead_lettered() -> None:
+    """``"\\ud800"`` alone is valid JSON but no UTF-8: the email could not be written on as
+    Avro by any stage. It is read with U+FFFD, as a mail client shows it; a pair stays."""
+    value = json.dumps({"sender": "a@example.com", "body_text": "caf\ud800 \U0001f600"})
+    record = INBOUND.decode_inbound(value.encode(), key=b"<s@example.com>")
+    assert record["body_text"] == "caf\ufffd \U0001f600"
+    Codec("FeedbackEmail").encode(record)
+
+
 def test_json_iso_timestamp_is_converted() -> None:
     value = json.dumps(email(received_at="2024-01-02T03:04:05Z")).encode()
     assert INBOUND.decode_inbound(value)["received_at"] == 1_704_164_645_000
