@@ -19,6 +19,7 @@ import json
 import re
 import tomllib
 import unicodedata
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -43,8 +44,10 @@ class _Section(BaseModel):
 
 
 def slug(name: str) -> str:
-    """A route name for a category name: ``Billing and Payments`` -> ``billing_and_payments``."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:48] or "other"
+    """A route name for a category name: ``Billing and Payments`` -> ``billing_and_payments``,
+    ``Rückerstattung`` -> ``ruckerstattung``; "" for a name of no letter a-z or digit."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", folded.lower()).strip("_")[:48]
 
 
 class Category(_Section):
@@ -55,6 +58,11 @@ class Category(_Section):
     @model_validator(mode="after")
     def _route(self) -> Category:
         if not self.route:
+            if not slug(self.name):  # 請求 would have been routed with the catch-all
+                raise ValueError(
+                    f"{self.name!r} has no letter a-z or digit to name its route topic; "
+                    'give it one: route = "billing"'
+                )
             object.__setattr__(self, "route", slug(self.name))
         if not ROUTE.match(self.route):
             raise ValueError(
@@ -149,6 +157,12 @@ class Knowledge(_Section):
     )
     languages: tuple[str, ...] = Field(default=("en",), min_length=1)
 
+    @model_validator(mode="after")
+    def _source(self) -> Knowledge:
+        if self.source is not None and "\x00" in str(self.source):
+            raise ValueError("source: a path cannot hold a NUL character")
+        return self
+
 
 class Cascade(_Section):
     """The cheap first pass that decides which paid models an email needs (with
@@ -177,7 +191,7 @@ class Taxonomy(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> Taxonomy:
         names = [c.name for c in self.categories]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = sorted(n for n, count in Counter(names).items() if count > 1)
         if twice:
             raise ValueError(f"categories: {', '.join(twice)} declared twice")
         unknown = [c for c in self.escalation.always_human if c not in names]
@@ -244,11 +258,14 @@ def describe(exc: ValidationError, path: Path) -> str:
 @lru_cache(maxsize=8)
 def _load(path: Path, mtime_ns: int) -> Taxonomy:
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise TaxonomyError(f"{path}: not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TaxonomyError(f"{path}: not UTF-8 text: {exc}") from exc
+        data = tomllib.loads(path.read_text("utf-8-sig"))
+    # nested past the stack, an integer past Python's 4,300 digits: not TOML to use either
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            raise TaxonomyError(f"{path}: not UTF-8 text: {exc}") from exc
+        raise TaxonomyError(f"{path}: not valid TOML: {str(exc)[:200]}") from exc
+    except OSError as exc:
+        raise TaxonomyError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
     try:
         return Taxonomy.model_validate({**data, "path": path})
     except ValidationError as exc:
@@ -257,11 +274,16 @@ def _load(path: Path, mtime_ns: int) -> Taxonomy:
 
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
     """The taxonomy of ``path`` (the sample company's when None); cached per file version."""
-    path = (path or SAMPLE).expanduser().resolve()
+    given = path or SAMPLE
     try:
+        path = given.expanduser().resolve()
         mtime = path.stat().st_mtime_ns
-    except FileNotFoundError:
+    except RuntimeError as exc:  # a link loop, a home folder of no user (~nobody-here)
+        raise TaxonomyError(f"{given}: {exc} (MAILROOM_CONFIG)") from None
+    except (FileNotFoundError, NotADirectoryError):
         raise TaxonomyError(f"{path}: no such file (MAILROOM_CONFIG)") from None
+    except OSError as exc:
+        raise TaxonomyError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     if path.is_dir():
         raise TaxonomyError(f"{path}: a folder; MAILROOM_CONFIG names a mailroom.toml file")
     return _load(path, mtime)
@@ -281,7 +303,7 @@ def categories_section(labels: list[str]) -> str:
             raise TaxonomyError(
                 f"label {label[:60]!r} cannot name a category: {problem}; relabel those rows"
             ) from exc
-        route = base = slug(unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode())
+        route = base = slug(label) or "category"
         for n in itertools.count(2):
             if route not in routes:
                 break

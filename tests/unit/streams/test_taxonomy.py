@@ -245,3 +245,40 @@ def test_the_readmes_example_taxonomy_loads(tmp_path: Path) -> None:
     assert taxonomy.names == ("Billing and Payments", "Legal")
     assert taxonomy.escalation.always_human == ("Legal",)
     assert taxonomy.chains == {"generate": ("gpt", "local")}
+
+
+def test_a_category_name_of_another_script_gets_a_route_of_its_own_or_is_refused(
+    tmp_path: Path,
+) -> None:
+    """請求 and 技術 were both routed with the catch-all, other; Rückerstattung went to
+    r_ckerstattung."""
+    folded = load_taxonomy(write(tmp_path, '[[categories]]\nname = "Rückerstattung"\n'))
+    assert folded.routes == ("ruckerstattung",)
+    with pytest.raises(TaxonomyError, match=r"'請求' has no letter a-z or digit.*give it one"):
+        load_taxonomy(write(tmp_path, '[[categories]]\nname = "請求"\n'))
+    named = load_taxonomy(write(tmp_path, '[[categories]]\nname = "請求"\nroute = "billing"\n'))
+    assert named.route_of("請求") == "billing"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("x = " + "[" * 3000 + "]" * 3000 + "\n", "not valid TOML"),
+        ("[escalation]\nrefund_limit = " + "9" * 5000 + "\n", "not valid TOML"),
+        ('[kb]\nsource = "kb\\u0000"\n', "kb: source: a path cannot hold a NUL"),
+    ],
+)
+def test_a_file_that_cannot_be_used_is_refused_not_a_traceback(
+    tmp_path: Path, content: str, says: str
+) -> None:
+    with pytest.raises(TaxonomyError, match=says):
+        load_taxonomy(write(tmp_path, content + '[[categories]]\nname = "billing"\n'))
+
+
+def test_a_config_path_that_cannot_be_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "loop.toml").symlink_to(tmp_path / "loop.toml")
+    with pytest.raises(TaxonomyError, match=r"loop\.toml: .*loop"):
+        load_taxonomy(tmp_path / "loop.toml")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(TaxonomyError, match="no such file"):
+        load_taxonomy(tmp_path / "file" / "mailroom.toml")
