@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,9 +38,15 @@ err = Console(stderr=True)
 
 def settings() -> Settings:
     """The settings, and the route topics of their taxonomy."""
+    from streams.errors import FaultSpecError
+    from streams.guard.faults import parse_faults
     from topics import catalog
 
     chosen = Settings()
+    try:  # a spec that cannot be used, before anything starts
+        parse_faults(chosen.faults)
+    except FaultSpecError as exc:
+        raise FaultSpecError(f"MAILROOM_FAULTS: {exc}") from None
     catalog.configure_routes(chosen.taxonomy.routes)
     return chosen
 
@@ -366,11 +373,18 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_cli_logging()  # `worker` switches to JSON lines
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         app(args=argv, standalone_mode=True)
     except MailroomError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except SettingsError as exc:  # a MAILROOM_* variable of JSON that does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        where = f"MAILROOM_{field.group(1).upper()}" if field else "a MAILROOM_* variable"
+        why = f"{exc.__cause__}"[:200] if exc.__cause__ else str(exc)
+        err.print(f"[bold red]error:[/] {where}: not JSON: {why}", highlight=False)
         sys.exit(2)
     except ValidationError as exc:  # a MAILROOM_* variable that cannot be used
         for problem in exc.errors():

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+#: a delay or timeout: not negative, and a number (NaN or infinity would never end)
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: a cost or a budget, in currency units
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Endpoint(BaseModel):
@@ -19,9 +25,9 @@ class Endpoint(BaseModel):
     base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:11434/v1")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
-    input_usd_per_mtok: float = Field(default=0.0, ge=0)
-    output_usd_per_mtok: float = Field(default=0.0, ge=0)
-    timeout_s: float = Field(default=30.0, gt=0)
+    input_usd_per_mtok: Money = 0.0
+    output_usd_per_mtok: Money = 0.0
+    timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     max_output_tokens: int = Field(default=512, ge=1)
     max_concurrency: int = Field(default=8, ge=1)
     send_pii: bool = False

@@ -18,6 +18,7 @@
     ├── ReplayError               a replay asked for something that cannot be done
     ├── DeliveryError             records Kafka did not acknowledge before the client gave up
     ├── IngestError               a file that is not an email, a mailbox or a table of emails
+    ├── FaultSpecError            a MAILROOM_FAULTS spec that cannot be used
     └── ModelMismatchError        a classifier whose labels are not the taxonomy's categories
 
 ``retriable`` is true exactly for what the retry tiers should try again: ``Unavailable``
@@ -37,6 +38,7 @@ __all__ = [
     "BudgetExceededError",
     "DeliveryError",
     "EndpointUnavailable",
+    "FaultSpecError",
     "IngestError",
     "InjectedFault",
     "MailroomError",
@@ -112,6 +114,10 @@ class DeliveryError(MailroomError):
 
 class IngestError(MailroomError):
     """A file mailroom cannot read emails from."""
+
+
+class FaultSpecError(MailroomError, ValueError):
+    """A ``MAILROOM_FAULTS`` (``--faults``) spec that cannot be used: stage and option named."""
 
 
 class ModelMismatchError(MailroomError):

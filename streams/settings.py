@@ -7,21 +7,20 @@ everywhere. OpenTelemetry keeps its own ``OTEL_*`` variables and is not configur
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from streams.endpoint import Endpoint
-from streams.taxonomy import Taxonomy, load_taxonomy
+from streams.endpoint import Endpoint, Money, Port, Seconds
+from streams.taxonomy import ConfigFile, Taxonomy, load_taxonomy
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -46,26 +45,6 @@ BREAKER = BreakerPolicy()
 #: The stages whose model can be an LLM (``MAILROOM_MODELS``).
 MODEL_STAGES = ("classify", "urgency", "extract", "generate", "quality")
 LOCAL = "local"
-
-
-class ConfigFile(PydanticBaseSettingsSource):
-    """The settings ``mailroom.toml`` may hold (``[endpoints.<name>]``, ``[chains]``,
-    ``classifier``), below keyword arguments and ``MAILROOM_*`` variables."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything is read at once, in __call__
-
-    def __call__(self) -> dict[str, Any]:
-        path = self.current_state.get("config") or os.environ.get("MAILROOM_CONFIG")
-        taxonomy = load_taxonomy(Path(path) if path else None)
-        found: dict[str, Any] = {}
-        if taxonomy.endpoints:
-            found["endpoints"] = taxonomy.endpoints
-        if taxonomy.chains:
-            found["models"] = taxonomy.chains
-        if taxonomy.classifier:
-            found["classifier"] = taxonomy.classifier
-        return found
 
 
 class Settings(BaseSettings):
@@ -130,8 +109,8 @@ class Settings(BaseSettings):
 
     # -- embedded broker --------------------------------------------------------------
     data_dir: Path = Path(".mailroom")
-    broker_port: int = 9092
-    controller_port: int = 9093
+    broker_port: Port = 9092
+    controller_port: Port = 9093
     kafka_dir: Path | None = Field(
         default=None, description="Folder with the Maven pom; default: ops/kafka of the checkout."
     )
@@ -142,11 +121,13 @@ class Settings(BaseSettings):
         "certificate authority made in <data dir>/tls (clients trust its ca.pem) and the "
         "MAILROOM_SASL_USERNAME / MAILROOM_SASL_PASSWORD user created at the first start",
     )
-    broker_start_timeout_s: float = 60.0
+    broker_start_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     # -- pipeline ---------------------------------------------------------------------
     join_timeout_s: float = Field(
         default=120.0,
+        gt=0,
+        allow_inf_nan=False,
         description="triage-join wait before escalating; longer than the retry tiers' delays, "
         "so a half on its last retry still joins",
     )
@@ -192,7 +173,7 @@ class Settings(BaseSettings):
     )
 
     # -- failures -----------------------------------------------------------------------
-    retry_delays_s: tuple[float, ...] = Field(
+    retry_delays_s: tuple[Seconds, ...] = Field(
         default=(1.0, 10.0, 60.0),
         min_length=1,
         description="one delay per retry tier; after the last: DLQ",
@@ -210,7 +191,10 @@ class Settings(BaseSettings):
         default=BREAKER.min_calls, ge=1, description="the share is taken over at least this many"
     )
     breaker_cooldown_s: float = Field(
-        default=BREAKER.cooldown_s, ge=0, description="open this long, then one trial call"
+        default=BREAKER.cooldown_s,
+        ge=0,
+        allow_inf_nan=False,
+        description="open this long, then one trial call",
     )
     faults: str = Field(default="", description="fault injection, see streams/faults.py")
     fallbacks: frozenset[str] = Field(
@@ -229,6 +213,21 @@ class Settings(BaseSettings):
         description='stage -> backends tried in order, endpoint names or "local" (JSON '
         'object, e.g. {"generate": ["gpt", "local"]}); a stage not named uses ["local"]',
     )
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _no_config(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value  # as unset
+
+    @field_validator("fallbacks", "model_costs")
+    @classmethod
+    def _model_stages(cls, value: Any) -> Any:
+        unknown = sorted(set(value) - set(MODEL_STAGES))
+        if unknown:
+            raise ValueError(
+                f"names {unknown}, which are not model stages ({', '.join(MODEL_STAGES)})"
+            )
+        return value
 
     @model_validator(mode="after")
     def _chains_name_known_backends(self) -> Settings:
@@ -272,7 +271,7 @@ class Settings(BaseSettings):
     )
 
     # -- budget -------------------------------------------------------------------------
-    model_costs: dict[str, float] = Field(
+    model_costs: dict[str, Money] = Field(
         default_factory=lambda: {
             "classify": 0.0002,
             "urgency": 0.0001,
@@ -282,8 +281,8 @@ class Settings(BaseSettings):
         },
         description="cost of one call per stage (currency units)",
     )
-    budget_per_email: float = 0.05
-    budget_per_day: float = 100.0
+    budget_per_email: Money = 0.05
+    budget_per_day: Money = 100.0
 
     # -- observability ------------------------------------------------------------------
     tracing: bool = Field(default=True, description="OpenTelemetry spans (OTEL_* configure export)")
@@ -294,8 +293,10 @@ class Settings(BaseSettings):
     )
 
     # -- limits -----------------------------------------------------------------------
-    max_email_bytes: int = 256 * 1024
-    metrics_port: int = Field(default=9464, description="Prometheus endpoint; 0 = off")
+    max_email_bytes: int = Field(default=256 * 1024, ge=1)
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Prometheus endpoint; 0 = off"
+    )
     metrics_host: str = "127.0.0.1"
 
     # -- derived client configurations -------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import tomllib
 import unicodedata
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import PydanticBaseSettingsSource
 
 from processors.escalate import Policy
 from topics import catalog
@@ -322,3 +324,23 @@ def categories_section(labels: list[str]) -> str:
 def _toml_string(text: str) -> str:
     """A TOML basic string: JSON's escapes are TOML's, and DEL must be escaped too."""
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+class ConfigFile(PydanticBaseSettingsSource):
+    """The settings ``mailroom.toml`` may hold (``[endpoints.<name>]``, ``[chains]``,
+    ``classifier``), below keyword arguments and ``MAILROOM_*`` variables."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once, in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.current_state.get("config") or os.environ.get("MAILROOM_CONFIG")
+        taxonomy = load_taxonomy(Path(path) if path else None)
+        found: dict[str, Any] = {}
+        if taxonomy.endpoints:
+            found["endpoints"] = taxonomy.endpoints
+        if taxonomy.chains:
+            found["models"] = taxonomy.chains
+        if taxonomy.classifier:
+            found["classifier"] = taxonomy.classifier
+        return found

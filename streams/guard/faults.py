@@ -19,7 +19,8 @@ import os
 import random
 from dataclasses import dataclass
 
-from streams.errors import InjectedFault
+from streams.errors import FaultSpecError, InjectedFault
+from streams.settings import MODEL_STAGES
 
 
 @dataclass(frozen=True)
@@ -34,38 +35,61 @@ class Fault:
 OPTIONS = "error_rate, latency_ms, down_calls, down_while"
 
 
+#: the longest latency injected: an hour (a mistyped unit, not an infinite sleep)
+MAX_LATENCY_MS = 3_600_000.0
+
+
 def parse_faults(spec: str) -> dict[str, Fault]:
-    """``stage:key=value,key=value;stage:...`` -> {stage: Fault}. Raises ValueError."""
+    """``stage:key=value,key=value;stage:...`` -> {stage: Fault}. Raises FaultSpecError
+    (a ValueError) naming the stage and the option that cannot be used."""
     faults: dict[str, Fault] = {}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         stage, _, options = part.partition(":")
         stage = stage.strip()
+        if stage not in MODEL_STAGES:
+            raise FaultSpecError(
+                f"no model stage {stage!r} to inject faults into; stages: {', '.join(MODEL_STAGES)}"
+            )
+        if stage in faults:
+            raise FaultSpecError(f"{stage!r} is given twice; give each stage's faults once")
         values: dict[str, float | int | str] = {}
         for option in filter(None, (o.strip() for o in options.split(","))):
             key, _, raw = option.partition("=")
             values.update(_option(stage, key.strip(), raw.strip()))
-        if not 0.0 <= float(values.get("error_rate", 0.0)) <= 1.0:
-            raise ValueError(f"error_rate for {stage!r} must be between 0 and 1")
         faults[stage] = Fault(**values)  # type: ignore[arg-type]
     return faults
 
 
 def _option(stage: str, key: str, raw: str) -> dict[str, float | int | str]:
     if key not in ("latency_ms", "error_rate", "down_calls", "down_while"):
-        raise ValueError(f"unknown fault option {key!r} for {stage!r}; use {OPTIONS}")
+        raise FaultSpecError(f"unknown fault option {key!r} for {stage!r}; use {OPTIONS}")
+    if key == "down_while":
+        if not raw:
+            raise FaultSpecError(f"down_while of {stage!r} needs a file path")
+        return {key: raw}
     try:
         if key == "latency_ms":
             low, _, high = raw.partition("..")
-            return {"latency_min_ms": float(low), "latency_max_ms": float(high or low)}
+            low_ms, high_ms = float(low), float(high or low)
+            if not 0 <= low_ms <= high_ms <= MAX_LATENCY_MS:
+                raise ValueError
+            return {"latency_min_ms": low_ms, "latency_max_ms": high_ms}
         if key == "error_rate":
-            return {key: float(raw)}
-        if key == "down_calls":
-            return {key: int(raw)}
+            rate = float(raw)
+            if not 0.0 <= rate <= 1.0:  # NaN too
+                raise ValueError
+            return {key: rate}
+        calls = int(raw)
+        if calls < 0:
+            raise ValueError
+        return {key: calls}
     except ValueError:
-        raise ValueError(f"bad value {raw!r} for {key} of {stage!r}") from None
-    if not raw:
-        raise ValueError(f"down_while of {stage!r} needs a file path")
-    return {key: raw}
+        wanted = {
+            "latency_ms": f"milliseconds, or a range low..high, up to {MAX_LATENCY_MS:.0f}",
+            "error_rate": "a share between 0 and 1",
+            "down_calls": "a count of calls, 0 or more",
+        }[key]
+        raise FaultSpecError(f"bad value {raw[:40]!r} for {key} of {stage!r}: {wanted}") from None
 
 
 class FaultInjector:

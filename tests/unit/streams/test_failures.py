@@ -12,7 +12,7 @@ from processors.errors import Rejected, Unavailable
 from streams.commands.replay import replayed_headers
 from streams.engine.records import Incoming, Output, folded
 from streams.engine.retry import from_retry, route_failure
-from streams.errors import BreakerOpenError, BudgetExceededError, InjectedFault
+from streams.errors import BreakerOpenError, BudgetExceededError, FaultSpecError, InjectedFault
 from streams.guard.breaker import CircuitBreaker, State
 from streams.guard.budget import Budget, fold_spend, spent_by_message
 from streams.guard.faults import FaultInjector, parse_faults
@@ -177,6 +177,28 @@ def test_fault_spec_parsing() -> None:
         parse_faults("classify:error_rate=3")
     with pytest.raises(ValueError, match="bad value 'soon' for down_calls"):
         parse_faults("classify:down_calls=soon")
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("clasify:error_rate=0.5", "no model stage 'clasify'"),
+        (":error_rate=0.5", "no model stage ''"),
+        ("classify:error_rate=nan", "bad value 'nan' for error_rate"),
+        ("classify:latency_ms=inf", "bad value 'inf' for latency_ms"),  # a sleep forever
+        ("classify:latency_ms=2000..200", "low..high"),
+        ("classify:latency_ms=-5", "bad value '-5'"),
+        ("classify:down_calls=-1", "0 or more"),
+        ("classify:down_calls=1e9", "bad value '1e9'"),
+        ("classify:error_rate=0.1;classify:down_calls=2", "given twice"),
+    ],
+)
+def test_a_fault_spec_that_cannot_be_used_is_refused_with_what_is_wrong(
+    spec: str, says: str
+) -> None:
+    """Each was accepted (and inf made every call sleep forever) or raised a bare error."""
+    with pytest.raises(FaultSpecError, match=says):
+        parse_faults(spec)
 
 
 async def test_injected_error_rate_is_close_to_the_setting() -> None:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,42 @@ def test_cluster_ids_never_look_like_options() -> None:
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(i[0].isalnum() and len(i) == 22 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MAILROOM_MODELS", "{", "MAILROOM_MODELS: not JSON"),  # was a SettingsError traceback
+        ("MAILROOM_RETRY_DELAYS_S", "1,2,3", "MAILROOM_RETRY_DELAYS_S: not JSON"),
+        ("MAILROOM_RETRY_DELAYS_S", "[-5, 1]", "MAILROOM_RETRY_DELAYS_S_0: Input should be"),
+        ("MAILROOM_JOIN_TIMEOUT_S", "nan", "MAILROOM_JOIN_TIMEOUT_S: Input should be a finite"),
+        ("MAILROOM_BUDGET_PER_EMAIL", "-1", "MAILROOM_BUDGET_PER_EMAIL: Input should be greater"),
+        ("MAILROOM_BROKER_PORT", "99999", "MAILROOM_BROKER_PORT: Input should be less"),
+        ("MAILROOM_FALLBACKS", '["nope"]', "MAILROOM_FALLBACKS: .*not model stages"),
+        ("MAILROOM_FAULTS", "clasify:error_rate=0.5", "MAILROOM_FAULTS: no model stage 'clasify'"),
+    ],
+)
+def test_a_variable_that_cannot_be_used_is_one_clear_line_not_a_traceback(
+    tmp_path: Path, name: str, value: str, says: str
+) -> None:
+    """``mailroom models list`` (no broker needed) with one bad MAILROOM_* variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
+    env.update({name: value, "MAILROOM_DATA_DIR": str(tmp_path), "COLUMNS": "200"})
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "models", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(f"error: {says}", done.stderr), done.stderr
+
+
+def test_an_empty_config_variable_is_no_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAILROOM_CONFIG= read the sample's taxonomy, then refused the working folder."""
+    monkeypatch.setenv("MAILROOM_CONFIG", "")
+    assert Settings().config is None
+    assert Settings().taxonomy.names  # the sample company's
