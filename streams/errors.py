@@ -19,6 +19,7 @@
     ├── DeliveryError             records Kafka did not acknowledge before the client gave up
     ├── IngestError               a file that is not an email, a mailbox or a table of emails
     ├── FaultSpecError            a MAILROOM_FAULTS spec that cannot be used
+    ├── TraceError                `mailroom trace` cannot reach Jaeger, or it answers no trace
     └── ModelMismatchError        a classifier whose labels are not the taxonomy's categories
 
 ``retriable`` is true exactly for what the retry tiers should try again: ``Unavailable``
@@ -47,6 +48,7 @@ __all__ = [
     "Rejected",
     "ReplayError",
     "TopicSetupError",
+    "TraceError",
     "Unavailable",
 ]
 
@@ -114,6 +116,10 @@ class DeliveryError(MailroomError):
 
 class IngestError(MailroomError):
     """A file mailroom cannot read emails from."""
+
+
+class TraceError(MailroomError):
+    """A trace that cannot be shown: Jaeger unreachable or answering what is not a trace."""
 
 
 class FaultSpecError(MailroomError, ValueError):

@@ -10,6 +10,7 @@ message id, so replaying the same range twice produces no second reply.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
@@ -54,17 +55,28 @@ class ReplayResult:
         return "\n".join(lines)
 
 
+#: the largest offset or time Kafka takes (a signed 64-bit integer)
+KAFKA_MAX = 2**63 - 1
+
+
 def parse_time(text: str) -> int:
-    """Epoch millis, or an ISO-8601 time (UTC when no zone is given)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ReplayError(f"{text!r} is neither epoch millis nor an ISO-8601 time") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    """Epoch millis, or an ISO-8601 time (UTC when no zone is given), from 1970 on:
+    Kafka reads a negative time as "latest" or "earliest", not as a time."""
+    if re.fullmatch(r"[0-9]{1,19}", text.strip()):
+        millis = int(text)
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ReplayError(
+                f"{text[:40]!r} is neither epoch millis nor an ISO-8601 time"
+            ) from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        millis = int(parsed.timestamp() * 1000)
+    if not 0 <= millis <= KAFKA_MAX:
+        raise ReplayError(f"{text[:40]!r} is before 1970 or past what Kafka can seek to")
+    return millis
 
 
 def parse_where(items: list[str]) -> dict[str, str]:
@@ -84,6 +96,15 @@ def replay(
         plan.since_ms is not None or plan.until_ms is not None
     ):
         raise ReplayError("choose an offset range or a time range, not both")
+    for name, value in (("--from-offset", plan.from_offset), ("--to-offset", plan.to_offset)):
+        if value is not None and not 0 <= value <= KAFKA_MAX:
+            raise ReplayError(f"{name} {value} is not an offset (0 to {KAFKA_MAX})")
+    for low, high, names in (
+        (plan.from_offset, plan.to_offset, "--from-offset is past --to-offset"),
+        (plan.since_ms, plan.until_ms, "--since is after --until"),
+    ):
+        if low is not None and high is not None and low > high:
+            raise ReplayError(f"{names}: nothing would be replayed")
     source = settings.topic(plan.source)
     consumer = reader(settings)
     producer = None if plan.dry_run else durable_producer(settings)

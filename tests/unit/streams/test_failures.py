@@ -12,7 +12,13 @@ from processors.errors import Rejected, Unavailable
 from streams.commands.replay import replayed_headers
 from streams.engine.records import Incoming, Output, folded
 from streams.engine.retry import from_retry, route_failure
-from streams.errors import BreakerOpenError, BudgetExceededError, FaultSpecError, InjectedFault
+from streams.errors import (
+    BreakerOpenError,
+    BudgetExceededError,
+    FaultSpecError,
+    InjectedFault,
+    ReplayError,
+)
 from streams.guard.breaker import CircuitBreaker, State
 from streams.guard.budget import Budget, fold_spend, spent_by_message
 from streams.guard.faults import FaultInjector, parse_faults
@@ -362,6 +368,23 @@ def test_replay_times_without_a_zone_are_utc(monkeypatch: pytest.MonkeyPatch) ->
         time.tzset()
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("\u00b2", "neither epoch millis"),  # isdigit() is true of it, int() refuses it
+        ("\uff11\uff12\uff13", "neither epoch millis"),  # full-width digits read as 123
+        ("9" * 5000, "neither epoch millis"),
+        ("99999999999999999999", "neither epoch millis"),  # past 64 bits
+        ("1969-12-31T23:59:59.999Z", "before 1970"),  # -1: Kafka's "latest"
+    ],
+)
+def test_a_replay_time_kafka_cannot_seek_to_is_refused(text: str, says: str) -> None:
+    from streams.commands.replay import parse_time
+
+    with pytest.raises(ReplayError, match=says):
+        parse_time(text)
+
+
 def test_errors_are_retried_exactly_when_the_tiers_should_retry_them() -> None:
     from streams.errors import BrokerError, Refused, ReplayError
 
@@ -373,3 +396,23 @@ def test_errors_are_retried_exactly_when_the_tiers_should_retry_them() -> None:
     assert BudgetExceededError("x").reason == "budget_exceeded"
     assert BreakerOpenError("x").reason == "model_unavailable"
     assert not issubclass(BudgetExceededError, Unavailable)  # a refusal, not an outage
+
+
+@pytest.mark.parametrize(
+    ("bounds", "says"),
+    [
+        ({"since_ms": 2_000, "until_ms": 1_000}, "--since is after --until"),
+        ({"from_offset": 9, "to_offset": 3}, "--from-offset is past --to-offset"),
+        ({"from_offset": -2}, "not an offset"),
+        ({"to_offset": 2**63}, "not an offset"),
+    ],
+)
+def test_a_replay_range_that_holds_nothing_is_refused_before_kafka_is_asked(
+    bounds: dict[str, int], says: str
+) -> None:
+    """A reversed range replayed nothing without a word; -2 is Kafka's "earliest"."""
+    from streams.commands.replay import ReplayPlan, replay
+
+    unreachable = Settings(bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(ReplayError, match=says):
+        replay(unreachable, ReplayPlan(source="classify.dlq", **bounds))  # type: ignore[arg-type]
