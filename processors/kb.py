@@ -198,7 +198,11 @@ def _yaml(text: str, where: str) -> Any:
 def _markdown_files(folder: Path) -> list[Path]:
     """Every ``.md`` file under ``folder`` (any case), through linked folders, each once."""
     found, seen = [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:
+        raise KnowledgeError(f"{exc.filename}: cannot be read: {exc.strerror or exc}") from exc
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:
             dirs[:] = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import sys
 import time
@@ -48,7 +50,26 @@ def settings() -> Settings:
     except FaultSpecError as exc:
         raise FaultSpecError(f"MAILROOM_FAULTS: {exc}") from None
     catalog.configure_routes(chosen.taxonomy.routes)
+    _warn_of_unknown_variables()
     return chosen
+
+
+@functools.cache
+def _warn_of_unknown_variables() -> None:
+    """A misspelt MAILROOM_* variable is otherwise ignored without a word: named, once."""
+    import difflib
+
+    known = {f"MAILROOM_{name.upper()}" for name in Settings.model_fields}
+    for name in sorted(os.environ):
+        if not name.startswith("MAILROOM_") or name in known or name.startswith(OWN_VARIABLES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        err.print(f"[yellow]warning:[/] {name} is not a mailroom setting{hint}", highlight=False)
+
+
+#: variables of mailroom's own tests and bench, not settings
+OWN_VARIABLES = ("MAILROOM_TEST_", "MAILROOM_BENCH_", "MAILROOM_SHARED_DATA")
 
 
 def kafka_settings() -> Settings:

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import string
 import tomllib
 import unicodedata
 from collections import Counter
@@ -98,10 +99,18 @@ class Words(_Section):
 
     @model_validator(mode="after")
     def _slots(self) -> Words:
+        # only {customer_name} itself: an attribute, an index or a format of it
+        # ({customer_name:>999999999}) would be applied to what an email says its name is
         try:
-            self.greeting.format(customer_name="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"greeting may hold only {{customer_name}} (found {exc})") from exc
+            fields = [(n, s, c) for _, n, s, c in string.Formatter().parse(self.greeting)]
+        except ValueError as exc:
+            raise ValueError(f"greeting: {exc} (write {{{{ for a brace)") from exc
+        for name, spec, conv in fields:
+            if name is not None and (name != "customer_name" or spec or conv):
+                found = (
+                    "{" + name + ("!" + conv if conv else "") + (":" + spec if spec else "") + "}"
+                )
+                raise ValueError(f"greeting may hold only {{customer_name}} (found {found})")
         return self
 
 

@@ -98,3 +98,19 @@ def test_an_empty_config_variable_is_no_config(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MAILROOM_CONFIG", "")
     assert Settings().config is None
     assert Settings().taxonomy.names  # the sample company's
+
+
+def test_a_misspelt_variable_is_named_not_ignored(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
+    env.update(MAILROOM_EXACTLY_ONC="false", MAILROOM_DATA_DIR=str(tmp_path), COLUMNS="200")
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "models", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("MAILROOM_EXACTLY_ONC is not a mailroom setting") == 1
+    assert "did you mean MAILROOM_EXACTLY_ONCE?" in done.stderr

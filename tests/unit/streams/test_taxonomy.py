@@ -99,6 +99,14 @@ def test_routes_come_from_the_file_and_other_always_exists(tmp_path: Path) -> No
             "[[categories]]\nname = 'a'\n[brand]\ngreeting = 'Hi {first_name},'\n",
             "greeting may hold only {customer_name}",
         ),
+        (  # a width applied to whatever name an email gives
+            "[[categories]]\nname = 'a'\n[brand]\ngreeting = 'Hi {customer_name:>999999999},'\n",
+            "greeting may hold only {customer_name} (found {customer_name:>999999999})",
+        ),
+        (
+            "[[categories]]\nname = 'a'\n[brand]\ngreeting = 'Hi {customer_name.upper},'\n",
+            "(found {customer_name.upper})",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_with_the_field_and_what_is_wrong(
