@@ -15,6 +15,7 @@ finding; a reply with any is never sent, it goes to a person with what was found
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,10 +26,16 @@ from processors.language import detect
 #: local parts at most 64 (RFC 5321): the bounds keep each start's scan short, where
 #: unbounded runs made a reply of "a.a.a..." or "a-a-a-..." quadratic (8,000 characters:
 #: 4.7 s); what is longer names no host that resolves.
+#: every country's two letters, and the generic domains links are sent with
+TLDS = (
+    r"(?:[a-z]{2}|com|net|org|biz|info|xyz|top|app|dev|shop|store|online|site|website|"
+    r"live|link|click|club|pro|tech|cloud|page|help|support|win|bid|loan|work|vip|fun|"
+    r"icu|cyou|buzz|monster|rest|best|today|life|world|email|network|digital|zone|"
+    r"services|company|finance|money|bank|pay|secure|account|login|web)"
+)
 URL = re.compile(
     r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
-    r"|\b(?:[a-z0-9-]{1,63}\.){1,127}"
-    r"(?:com|net|org|io|co|biz|info|ru|cn|xyz|top|app|dev|me|ly|gl|to)"
+    rf"|\b(?:[\w-]{{1,63}}\.){{1,127}}{TLDS}"
     r"\b(?:/[^\s<>()\"']*)?",
     re.IGNORECASE,
 )
@@ -54,6 +61,27 @@ ACTION_CLAIM = re.compile(
     re.IGNORECASE,
 )
 OVERLAP_WORDS = 12
+#: what no reader sees: zero-width spaces and joiners, the soft hyphen, word joiners, the
+#: byte-order mark, tag characters. The checks read the text without them
+#: ("claims-portal\u200b.com" is a link to whoever reads it).
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    "\u200b-\u200f\u2060-\u2064\u206a-\u206f\ufe00-\ufe0f\ufeff"
+    "\U000e0000-\U000e007f]"
+)
+#: what makes text read in another order than it is written ("\u202emoc.live" shows as
+#: "evil.com"): never in a reply that is sent
+REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
+#: a link written so that filters miss it and people still follow it: claims[.]com
+DEFANGED = re.compile(r"\s?[\[({<]\s?(?:\.|dot)\s?[\])}>]\s?", re.IGNORECASE)
+
+
+def as_read(text: str) -> str:
+    """``text`` as a person reads it: full-width and other compatibility forms as the
+    characters they show (a full-width "evil.com" is evil.com), invisible characters out,
+    defanged dots as dots."""
+    text = unicodedata.normalize("NFKC", text)
+    return DEFANGED.sub(".", INVISIBLE.sub("", text))
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,10 @@ def check_reply(
     answers a person wrote that the reply is built on; what they say (a link, an amount,
     "if your loan was transferred") counts as said."""
     findings: list[str] = []
+    if REORDERING.search(reply):
+        findings.append("it holds characters that show text in another order than written")
+    reply, email_text = as_read(reply), as_read(email_text)
+    vetted = [as_read(v) for v in vetted]
     vetted_text = "\n".join(vetted)
     language_of_email = email_text
     email_text = f"{email_text}\n{vetted_text}"

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from processors.containment import AMOUNT, EMAIL, URL, ReplyPolicy, _amount_matches, check_reply
+from processors.containment import (
+    AMOUNT,
+    EMAIL,
+    TLDS,
+    URL,
+    ReplyPolicy,
+    _amount_matches,
+    check_reply,
+)
 from processors.grounding import NUMBER, _squash, number_spans, numbers, ungrounded
 from processors.language import WORDS, detect
 
@@ -35,7 +43,7 @@ TRICKY = [
 #: labels of at most 63 characters they must find the same.
 UNBOUNDED_URL = re.compile(
     r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
-    r"|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|co|biz|info|ru|cn|xyz|top|app|dev|me|ly|gl|to)"
+    rf"|\b(?:[\w-]+\.)+{TLDS}"
     r"\b(?:/[^\s<>()\"']*)?",
     re.IGNORECASE,
 )

@@ -55,6 +55,39 @@ def test_each_unsafe_reply_is_caught_with_what_was_found(reply: str, found: str)
     assert any(found in f for f in findings), findings
 
 
+@pytest.mark.parametrize(
+    ("reply", "found"),
+    [
+        # what a person reads, not what the bytes spell: each of these passed every check
+        (
+            GOOD + " Visit \uff43\uff4c\uff41\uff49\uff4d\uff53\uff0e\uff43\uff4f\uff4d.",
+            "claims.com",
+        ),
+        (GOOD + " Visit claims-portal\u200b.com today.", "a link the email does not contain"),
+        (GOOD + " Visit claims-portal[.]com or claims (dot) net.", "claims-portal.com"),
+        (GOOD + " Visit claims-portal.shop today.", "a link the email does not contain"),
+        (GOOD + " Visit \u202emoc.latrop\u202c today.", "another order than written"),
+        (
+            GOOD + " We will refund \uff04\uff15,\uff10\uff10\uff10.",
+            "amount the email does not state",
+        ),
+        (GOOD + " Your refund has been appr\u00adoved.", "claims an action no one took"),
+        (GOOD + " Write to agent\uff20claims.example.", "an email address"),
+    ],
+)
+def test_a_reply_is_checked_as_a_person_reads_it(reply: str, found: str) -> None:
+    findings = check_reply(reply, email_text=EMAIL)
+    assert any(found in f for f in findings), findings
+
+
+def test_text_a_person_reads_the_same_passes_the_same() -> None:
+    """Invisible marks (a right-to-left mark, a zero-width joiner in an emoji) and full-width
+    forms of what the email itself says are no finding."""
+    email = EMAIL + " My order was \uff14\uff19.00 EUR."
+    reply = GOOD.replace("Dear Ana", "Dear Ana \U0001f469\u200d\U0001f4bb\u200f")
+    assert check_reply(reply, email_text=email) == []
+
+
 def test_a_refund_the_email_states_but_over_the_limit_is_not_promised() -> None:
     email = "Please refund the 900.00 EUR I paid for INV-1."
     reply = "Dear customer, we will refund the 900.00 EUR for INV-1. Kind regards, Support"
