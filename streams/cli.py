@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -40,15 +38,11 @@ err = Console(stderr=True)
 
 def settings() -> Settings:
     """The settings, and the route topics of their taxonomy."""
-    from streams.errors import FaultSpecError
-    from streams.guard.faults import parse_faults
+    from streams.commands.environment import check_faults
     from topics import catalog
 
     chosen = Settings()
-    try:  # a spec that cannot be used, before anything starts
-        parse_faults(chosen.faults)
-    except FaultSpecError as exc:
-        raise FaultSpecError(f"MAILROOM_FAULTS: {exc}") from None
+    check_faults(chosen)
     catalog.configure_routes(chosen.taxonomy.routes)
     _warn_of_unknown_variables()
     return chosen
@@ -56,20 +50,10 @@ def settings() -> Settings:
 
 @functools.cache
 def _warn_of_unknown_variables() -> None:
-    """A misspelt MAILROOM_* variable is otherwise ignored without a word: named, once."""
-    import difflib
+    from streams.commands.environment import unknown_variables
 
-    known = {f"MAILROOM_{name.upper()}" for name in Settings.model_fields}
-    for name in sorted(os.environ):
-        if not name.startswith("MAILROOM_") or name in known or name.startswith(OWN_VARIABLES):
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        err.print(f"[yellow]warning:[/] {name} is not a mailroom setting{hint}", highlight=False)
-
-
-#: variables of mailroom's own tests and bench, not settings
-OWN_VARIABLES = ("MAILROOM_TEST_", "MAILROOM_BENCH_", "MAILROOM_SHARED_DATA")
+    for warning in unknown_variables():
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def kafka_settings() -> Settings:
@@ -401,16 +385,11 @@ def main(argv: list[str] | None = None) -> None:
     except MailroomError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
-    except SettingsError as exc:  # a MAILROOM_* variable of JSON that does not parse
-        field = re.search(r'field "(\w+)"', str(exc))
-        where = f"MAILROOM_{field.group(1).upper()}" if field else "a MAILROOM_* variable"
-        why = f"{exc.__cause__}"[:200] if exc.__cause__ else str(exc)
-        err.print(f"[bold red]error:[/] {where}: not JSON: {why}", highlight=False)
-        sys.exit(2)
-    except ValidationError as exc:  # a MAILROOM_* variable that cannot be used
-        for problem in exc.errors():
-            where = "MAILROOM_" + "_".join(str(p) for p in problem["loc"]).upper()
-            err.print(f"[bold red]error:[/] {where}: {problem['msg']}", highlight=False)
+    except (SettingsError, ValidationError) as exc:  # a MAILROOM_* variable that cannot be used
+        from streams.commands.environment import problems
+
+        for problem in problems(exc):
+            err.print(f"[bold red]error:[/] {problem}", highlight=False)
         sys.exit(2)
 
 
