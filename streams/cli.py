@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streams.commands.cluster import broker_app
@@ -53,7 +54,7 @@ def _warn_of_unknown_variables() -> None:
     from streams.commands.environment import unknown_variables
 
     for warning in unknown_variables():
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def kafka_settings() -> Settings:
@@ -236,7 +237,7 @@ def audit() -> None:
     from streams.commands.audit import run_audit
 
     report = run_audit(kafka_settings())
-    console.print(report.describe())
+    console.print(report.describe(), markup=False)  # message ids are a sender's text
     if report.missing or report.duplicated:
         raise typer.Exit(1)
 
@@ -254,7 +255,7 @@ def trace_cmd(
 
     spans = load_spans(settings().data_dir, ident, jaeger=jaeger)
     if not spans:
-        err.print(f"no spans found for {ident}")
+        err.print(f"no spans found for {escape(ident)}")
         raise typer.Exit(1)
     console.print(render(spans, jaeger_ui=jaeger or settings().jaeger_ui))
 
@@ -300,7 +301,7 @@ def replay_cmd(
             plan,
             lambda done, total: progress.update(task, completed=done, total=total),
         )
-    console.print(result.describe(dry_run))
+    console.print(result.describe(dry_run), markup=False)
 
 
 @dlq_app.command("list")
@@ -310,7 +311,7 @@ def dlq_list() -> None:
 
     table = Table("stage", "error class", "dead letters")
     for (stage, error), count in sorted(dlq_counts(kafka_settings()).items()):
-        table.add_row(stage, error, str(count))
+        table.add_row(escape(stage), escape(error), str(count))  # headers anyone may set
     console.print(table)
 
 
@@ -383,13 +384,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except MailroomError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except (SettingsError, ValidationError) as exc:  # a MAILROOM_* variable that cannot be used
         from streams.commands.environment import problems
 
         for problem in problems(exc):
-            err.print(f"[bold red]error:[/] {problem}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False)
         sys.exit(2)
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from streams.engine.kafka import reader
 from streams.settings import Settings
@@ -31,18 +32,22 @@ def decode(topic: str, value: bytes | None, key: bytes | None) -> dict[str, Any]
 
 
 def pretty(topic: str, record: dict[str, Any]) -> str:
+    """Console markup of a record; every field of it escaped (an email's subject may
+    hold "[/b]", which rich would read as markup and refuse)."""
     if topic == catalog.RESPONSES:
         return (
-            f"[bold green]reply[/] {record['message_id']} -> {record['recipient']} "
-            f"({record['category']}, draft {record['iteration']}, "
-            f"score {record['quality_score']:.2f})\n{record['body']}\n"
+            f"[bold green]reply[/] {escape(record['message_id'])} -> "
+            f"{escape(record['recipient'])} ({escape(str(record['category']))}, draft "
+            f"{record['iteration']}, score {record['quality_score']:.2f})\n"
+            f"{escape(record['body'])}\n"
         )
     if topic == catalog.ESCALATIONS:
         return (
-            f"[bold yellow]escalated[/] {record['message_id']}: {record['reason']} "
-            f"({record['detail']}) subject: {record['email']['subject']}"
+            f"[bold yellow]escalated[/] {escape(record['message_id'])}: "
+            f"{escape(record['reason'])} ({escape(str(record['detail']))}) subject: "
+            f"{escape(record['email']['subject'])}"
         )
-    return json.dumps(record, default=str)[:400]
+    return escape(json.dumps(record, default=str)[:400])
 
 
 def consume_topic(

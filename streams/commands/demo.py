@@ -148,7 +148,7 @@ def _run(
             f"topics; worker log: {log_path}"
         )
         example = next((m for m in sorted(ids) if "special-5" in m), sorted(ids)[0])
-        console.print(f"one email's journey: mailroom trace '{example}'")
+        console.print(f"one email's journey: mailroom trace '{example}'", markup=False)
     finally:
         shutdown_tracing()
         if worker is not None:

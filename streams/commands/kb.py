@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streams.models.knowledge import build_index
@@ -24,14 +25,16 @@ def kb_index(
     taxonomy = settings.taxonomy
     built = build_index(settings.data_dir, taxonomy, force=force)
     if built is None:
-        console.print(f"{taxonomy.path or 'the sample taxonomy'} declares no [kb] source")
+        where = taxonomy.path or "the sample taxonomy"
+        console.print(f"{where} declares no [kb] source", markup=False)
         raise typer.Exit(1)
     word = f"built in {built.seconds:.1f}s" if built.fresh else "up to date"
     answers = built.index.answers
     languages = sorted({a.language for a in answers})
     console.print(
         f"knowledge base {built.index.id} {word}: {len(answers)} answers "
-        f"({', '.join(languages)}) from {taxonomy.kb_source()} -> {built.path}"
+        f"({', '.join(languages)}) from {taxonomy.kb_source()} -> {built.path}",
+        markup=False,  # a path and a language code are a team's text
     )
     if built.index.held_out:
         shares = "  ".join(
@@ -53,11 +56,13 @@ def kb_search(
     taxonomy = settings.taxonomy
     built = build_index(settings.data_dir, taxonomy)
     if built is None:
-        console.print("no [kb] source in the taxonomy")
+        console.print("no [kb] source in the taxonomy", markup=False)
         raise typer.Exit(1)
     floor = taxonomy.kb.relevance_floor
     table = Table("relevance", "usable", "id", "title", title=f"relevance floor {floor:.2f}")
     for hit in built.index.search(text, k=limit):
         usable = "yes" if hit.relevance >= floor else ""
-        table.add_row(f"{hit.relevance:.3f}", usable, hit.answer.id, hit.answer.title)
+        table.add_row(
+            f"{hit.relevance:.3f}", usable, escape(hit.answer.id), escape(hit.answer.title)
+        )
     console.print(table)

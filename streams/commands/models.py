@@ -81,6 +81,7 @@ def chains(settings: Settings) -> list[Row]:
 
 def print_evaluation(console: Any, model: str, evaluation: Evaluation) -> None:
     """The figures of ``models eval`` as tables on the console."""
+    from rich.markup import escape
     from rich.table import Table
 
     console.print(
@@ -93,7 +94,7 @@ def print_evaluation(console: Any, model: str, evaluation: Evaluation) -> None:
     per_class = Table("label", "precision", "recall", "f1", "support", title="per class")
     for label, row in evaluation.per_class.items():
         per_class.add_row(
-            label,
+            escape(label),
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
             f"{row['f1']:.3f}",
@@ -101,14 +102,16 @@ def print_evaluation(console: Any, model: str, evaluation: Evaluation) -> None:
         )
     console.print(per_class)
     if len(evaluation.labels) <= 12:
-        matrix = Table("true \\ predicted", *evaluation.labels, title="confusion matrix")
+        matrix = Table(
+            "true \\ predicted", *map(escape, evaluation.labels), title="confusion matrix"
+        )
         for label, counts in zip(evaluation.labels, evaluation.confusion, strict=True):
-            matrix.add_row(label, *(str(int(n)) for n in counts))
+            matrix.add_row(escape(label), *(str(int(n)) for n in counts))
         console.print(matrix)
     else:
         confused = Table("true", "predicted as", "times", title="most frequent confusions")
         for true, predicted, count in evaluation.confusions:
-            confused.add_row(true, predicted, str(count))
+            confused.add_row(escape(true), escape(predicted), str(count))
         console.print(confused)
     reliability = Table("confidence", "predictions", "accuracy", title="calibration")
     for low, high, accuracy, count in evaluation.calibration:
