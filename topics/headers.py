@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
@@ -62,6 +64,19 @@ def get(headers: Headers | None, name: str) -> str | None:
         if key == name and value is not None:
             found = value.decode("utf-8", errors="replace")
     return found
+
+
+def get_int(headers: Headers | None, name: str, default: int) -> int:
+    """The last value of header ``name`` as a count, offset or time (a whole number from 0
+    to 2**63 - 1), or ``default`` when it is missing or not one: anyone can produce to a
+    topic, with any header."""
+    value = get(headers, name)
+    if value is None or not _COUNT.fullmatch(value) or int(value) >= 2**63:
+        return default
+    return int(value)
+
+
+_COUNT = re.compile(r"[0-9]{1,19}")
 
 
 def replace(headers: Headers | None, updates: dict[str, str]) -> Headers:

@@ -168,7 +168,7 @@ def replay(
 
 
 def replayed_headers(headers: list[tuple[str, bytes]], replay_id: str) -> list[tuple[str, bytes]]:
-    count = int(h.get(headers, h.REPLAY_COUNT) or 0) + 1
+    count = h.get_int(headers, h.REPLAY_COUNT, 0) + 1
     kept = [(k, v) for k, v in headers if k not in DROPPED_ON_REPLAY]
     return h.replace(kept, {h.REPLAY_ID: replay_id, h.REPLAY_COUNT: str(count)})
 

@@ -95,7 +95,7 @@ class Incoming:
 
     @property
     def attempt(self) -> int:
-        return int(h.get(self.headers, h.RETRY_ATTEMPT) or 0)
+        return h.get_int(self.headers, h.RETRY_ATTEMPT, 0)
 
 
 Handler = Callable[[Incoming], Awaitable[list[Output]]]

@@ -62,10 +62,10 @@ def from_retry(record: Incoming) -> Incoming:
     headers = record.headers
     return Incoming(
         topic=h.get(headers, h.ORIGIN_TOPIC) or record.topic,
-        partition=int(h.get(headers, h.ORIGIN_PARTITION) or record.partition),
-        offset=int(h.get(headers, h.ORIGIN_OFFSET) or record.offset),
+        partition=h.get_int(headers, h.ORIGIN_PARTITION, record.partition),
+        offset=h.get_int(headers, h.ORIGIN_OFFSET, record.offset),
         key=record.key,
         value=record.value,
         headers=headers,
-        timestamp=int(h.get(headers, h.ORIGIN_TIMESTAMP) or record.timestamp),
+        timestamp=h.get_int(headers, h.ORIGIN_TIMESTAMP, record.timestamp),
     )

@@ -326,9 +326,11 @@ class StageRunner:
 
         Non-blocking: only this tier's partition waits, every other input keeps flowing.
         """
-        not_before = int(h.get(record.headers, h.RETRY_NOT_BEFORE) or 0)
+        not_before = h.get_int(record.headers, h.RETRY_NOT_BEFORE, 0)
         wait_s = (not_before - time.time() * 1000) / 1000
-        if wait_s <= 0:
+        # A not-before further ahead than any tier sets (anyone can produce to a retry
+        # topic) would hold every record behind it on its partition until then: due now.
+        if wait_s <= 0 or wait_s > max(self.settings.retry_delays_s) + CLOCK_SKEW_S:
             return True
         link.seek(tp, record.offset)
         link.pause(tp)
@@ -342,6 +344,7 @@ class StageRunner:
 
 
 BATCH = 500  # records per poll, across all partitions
+CLOCK_SKEW_S = 5.0  # how far the clock of the worker that set a not-before may be ahead
 POLL_S = 0.1  # longest wait in one poll, so the consumer calls queued for it are not held up
 REVOKE_GRACE_S = 1.0  # records in hand when partitions go: finished within this, or given up
 

@@ -4,6 +4,7 @@ in-memory link."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -296,6 +297,41 @@ async def test_the_last_tier_s_failure_is_a_dead_letter() -> None:
     assert dead.topic == "echo.dlq"
     assert h.get(dead.headers, h.RETRY_ATTEMPT) == "4"
     assert h.get(dead.headers, h.ORIGIN_OFFSET) == "7"
+
+
+async def test_a_retry_record_due_later_than_any_tier_sets_is_handled_now() -> None:
+    """A not-before ten years ahead (anyone can produce to a retry topic) would have held
+    its partition, and every record behind it, until then."""
+    link = MemoryLink(1)
+    ten_years = str(int((time.time() + 10 * 365 * 86400) * 1000)).encode()
+    for n, not_before in enumerate((ten_years, b"0")):
+        headers = [(h.RETRY_ATTEMPT, b"1"), (h.RETRY_NOT_BEFORE, not_before)]
+        link.add("echo.retry.1", 0, f"v{n}".encode(), key=f"k{n}".encode(), headers=headers)
+    settings = Settings(retry_delays_s=(0.2,), tracing=False)
+    runner = StageRunner(SPEC, echo, settings, retries=True, link=link)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    async with asyncio.timeout(10):
+        while len(link.sent) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    assert [s.value for s in link.sent] == [b"v0", b"v1"]
+
+
+async def test_a_record_with_a_forged_attempt_header_is_handled() -> None:
+    """``int()`` of the header raised in the wrapper, before any failure routing."""
+    link = MemoryLink(1)
+    link.add("echo.in", 0, b"v", key=b"k", headers=[(h.RETRY_ATTEMPT, b"not a number")])
+    runner = StageRunner(SPEC, echo, Settings(tracing=False), link=link)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    async with asyncio.timeout(10):
+        while not link.sent:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    assert [(s.topic, s.value) for s in link.sent] == [("echo.out", b"v")]
 
 
 async def test_while_the_stage_is_put_back_nothing_new_is_taken_in() -> None:

@@ -77,6 +77,21 @@ def test_a_retried_record_keeps_its_original_origin() -> None:
     assert h.get(second.headers, h.FIRST_FAILED_AT) == h.get(first.headers, h.FIRST_FAILED_AT)
 
 
+@pytest.mark.parametrize("value", [b"abc", b"\xff", b"", b"1e3", b"-4", b"9" * 40, b"\xef\xbc\x91"])
+def test_a_forged_header_is_read_as_missing_not_a_crash(value: bytes) -> None:
+    """Anyone can produce to a topic, with any header: ``int()`` of one raised in the
+    wrapper, before the handler's failure routing, and stopped the stage."""
+    forged = [(h.MESSAGE_ID, b"<m1@x>")] + [
+        (name, value)
+        for name in (h.RETRY_ATTEMPT, h.ORIGIN_PARTITION, h.ORIGIN_OFFSET, h.ORIGIN_TIMESTAMP)
+    ]
+    record = from_retry(Incoming("classify.retry.1", 0, 7, b"<m1@x>", b"v", forged, 9))
+    assert (record.partition, record.offset, record.timestamp) == (0, 7, 9)
+    assert record.attempt == 0
+    assert route_failure(SPEC, record, Unavailable("x"), DELAYS).topic == "classify.retry.1"
+    assert h.get(replayed_headers([(h.REPLAY_COUNT, value)], "r1"), h.REPLAY_COUNT) == "1"
+
+
 def test_replay_strips_failure_headers_and_counts_replays() -> None:
     dead = route_failure(SPEC, incoming(3), RuntimeError("x"), DELAYS)
     once = replayed_headers(dead.headers, "r1")
