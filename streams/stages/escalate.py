@@ -100,7 +100,7 @@ class Escalate:
             findings = check_reply(
                 best["text"],
                 email_text=f"{ticket['email']['subject']}\n{ticket['email']['body_text']}",
-                policy=reply_policy(self.policy, self.allowed, ticket),
+                policy=reply_policy(self.policy, self.allowed),
                 vetted=answer_texts(self.models, best["sources"]),
             )
             ungrounded = gates(self.models, ticket, best)

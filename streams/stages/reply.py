@@ -184,7 +184,7 @@ class Reply:
             check_reply(
                 draft.text,
                 email_text=f"{request.subject}\n{body}",
-                policy=self.reply_policy(ticket),
+                policy=self.reply_policy(),
                 canary=getattr(draft, "canary", ""),
                 instructions=getattr(draft, "instructions", ""),
                 vetted=[g.text for g in grounding if g.id in draft.sources],
@@ -232,8 +232,8 @@ class Reply:
         )
         return [out(catalog.ESCALATE, ticket)]
 
-    def reply_policy(self, ticket: Ticket) -> ReplyPolicy:
-        return reply_policy(self.policy, self.allowed, ticket)
+    def reply_policy(self) -> ReplyPolicy:
+        return reply_policy(self.policy, self.allowed)
 
     async def quality(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()

@@ -164,12 +164,12 @@ def best_draft(ticket: Ticket) -> Draft | None:
     return max(scored, key=lambda entry: (entry[0], -entry[1]))[2] if scored else None
 
 
-def reply_policy(
-    policy: escalate_p.Policy, allowed: tuple[str, ...], ticket: Ticket
-) -> ReplyPolicy:
-    """What a reply to this email may contain: the support address it was sent to and
-    the configured allow list; refunds up to the escalation policy's limit."""
-    return ReplyPolicy(policy.refund_limit, (ticket["email"]["recipient"], *allowed))
+def reply_policy(policy: escalate_p.Policy, allowed: tuple[str, ...]) -> ReplyPolicy:
+    """What a reply may contain although the email does not: the company's own contacts
+    and the configured allow list, never an address of the email's headers (its To is
+    the sender's to write: a spoofed email could name a phishing address there, to be
+    sent on to whoever its From names); refunds up to the escalation policy's limit."""
+    return ReplyPolicy(policy.refund_limit, allowed)
 
 
 def customer_name(sender: str) -> str:

@@ -3,6 +3,7 @@ writes is checked by code before anything is sent."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from processors.containment import ReplyPolicy, check_reply
 from streams.models.untrusted import delimiter, enclose, neutralise
 from tests.injections import corpus
-from tests.llm_server import ScriptedServer, obedient
+from tests.llm_server import ENGLISH, ScriptedServer, completion, obedient
 from tests.taxonomies import sample_without_kb
 from tests.unit.streams.test_llm_stages import settings_for, through_pipeline
 from topics import catalog
@@ -189,3 +190,40 @@ async def test_an_obedient_model_gets_no_reply_sent_for_any_email_of_the_corpus(
     reasons = {tries: o["reason"] for tries, (_, o) in outcomes.items()}
     assert len(reasons) == len(emails)
     assert {r for r in reasons.values()} == {"unsafe_reply"}, reasons
+
+
+def _names_the_to_address(body: dict[str, Any]) -> dict[str, Any]:
+    """A model that answers well, and names the address the email was sent to."""
+    if body["messages"][0]["content"].startswith("You write"):
+        reply = ENGLISH + " Our payout desk answers at payouts@payout-desk.example."
+        return completion(json.dumps({"reply": reply}))
+    return obedient(body)
+
+
+async def test_an_address_of_the_emails_own_headers_is_never_allowed_in_a_reply(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """A spoofed email (From: the victim, To: a phishing desk) had its To address allowed
+    in the reply, which went to the victim in the company's name."""
+    server.script(_names_the_to_address)
+    settings = settings_for(server, tmp_path, config=sample_without_kb(tmp_path))
+    email = {
+        "message_id": "<spoof-1@example.com>",
+        "received_at": 1_795_000_000_000,
+        "sender": "victim@example.com",
+        "recipient": "payouts@payout-desk.example",
+        "subject": "Invoice question",
+        "body_text": "Hello, could you check the invoice I received last week? Thanks.",
+        "body_html": None,
+        "headers": {},
+        "in_reply_to": None,
+        "attachments": [],
+        "source": "test",
+    }
+    outputs = await through_pipeline(settings, email)
+    assert [o.topic for o in outputs if o.topic == catalog.RESPONSES] == []
+    (escalation,) = [
+        Codec("Escalation").decode(o.value) for o in outputs if o.topic == catalog.ESCALATIONS
+    ]
+    assert escalation["reason"] == "unsafe_reply"
+    assert "payouts@payout-desk.example" in escalation["detail"]
