@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from email.utils import getaddresses
 
 from processors.language import detect
 
@@ -147,6 +148,21 @@ def check_reply(
     if wrote and asked and wrote != asked:
         findings.append(f"it answers in {wrote}, the email is in {asked}")
     return findings
+
+
+def address_problem(sender: str) -> str | None:
+    """Why ``sender`` cannot be a reply's one recipient, or None: it must name exactly one
+    address, and hold no line break (``a@x.com\r\nBcc: b@y.com`` would add a header to
+    whatever sends the reply) nor any other control character."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in sender):
+        return "the sender holds a line break or a control character"
+    found = [address for _, address in getaddresses([sender]) if address]
+    if len(found) != 1:
+        return f"the sender names {len(found)} addresses, not one"
+    local, at, domain = found[0].rpartition("@")
+    if not (local and at and domain):
+        return f"the sender {found[0][:80]!r} is not an address"
+    return None
 
 
 def amounts(text: str) -> list[float]:

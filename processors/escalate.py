@@ -5,7 +5,9 @@ budget_exceeded, no_grounded_answer, unsupported_language); an urgency level tha
 person (critical by default); policy flags (a legal threat, a breach, a category that
 always goes to a person, a refund above the limit); a category confidence below the
 floor, unless the reply is built on a vetted answer at least ``sure_relevance`` relevant
-to the email; no draft. Otherwise auto-send.
+to the email; no draft. Otherwise auto-send. (The escalate stage adds what code checks
+last: a reply that is unsafe, ungrounded, or for a sender that is not one address,
+``no_reply_address``.)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processors import escalate as escalate_p
-from processors.containment import check_reply
+from processors.containment import address_problem, check_reply
 from processors.models import EscalationDecision, EscalationRequest
 from streams.engine.kafka import read_to_end
 from streams.engine.records import Incoming, Output, TopicPartition
@@ -104,7 +104,10 @@ class Escalate:
                 vetted=answer_texts(self.models, best["sources"]),
             )
             ungrounded = gates(self.models, ticket, best)
-            if findings:
+            unaddressable = address_problem(ticket["email"]["sender"])
+            if unaddressable:  # code, not a model, chooses who a reply goes to: one sender
+                decided = EscalationDecision(False, "no_reply_address", unaddressable)
+            elif findings:
                 decided = EscalationDecision(False, "unsafe_reply", "; ".join(findings)[:300])
             elif ungrounded:
                 detail = "; ".join(ungrounded)[:300]

@@ -90,6 +90,30 @@ async def through_pipeline(settings: Settings, email: dict[str, Any]) -> list[Ou
         await pipeline.close()
 
 
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "Ana <ana@example.com>, victim@example.org",  # a reply to two
+        "ana@example.com\r\nBcc: victim@example.org",  # a header for whatever sends it
+        "Ana",  # no address at all
+    ],
+)
+async def test_a_reply_goes_to_one_sender_or_to_a_person(
+    server: ScriptedServer, tmp_path: Path, sender: str
+) -> None:
+    """Code chooses who a reply goes to: the one address of the email's sender. A sender
+    of two addresses or a line break got the reply with it as its recipient."""
+    server.script(answers)
+    email = samples.email(5, sender=sender, body_html=None, attachments=[])
+    settings = settings_for(server, tmp_path, cascade=False, config=sample_without_kb(tmp_path))
+    written = await through_pipeline(settings, email)
+    assert [o.topic for o in written if o.topic == catalog.RESPONSES] == []
+    (escalation,) = [
+        Codec("Escalation").decode(o.value) for o in written if o.topic == catalog.ESCALATIONS
+    ]
+    assert escalation["reason"] == "no_reply_address"
+
+
 async def test_every_model_stage_answered_by_the_llm_costs_what_its_tokens_cost(
     server: ScriptedServer, tmp_path: Path
 ) -> None:
