@@ -8,6 +8,7 @@ stage does with a ticket: start one, decode, write it to a topic, note a decisio
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TypedDict, cast
 
@@ -172,10 +173,17 @@ def reply_policy(policy: escalate_p.Policy, allowed: tuple[str, ...]) -> ReplyPo
     return ReplyPolicy(policy.refund_limit, allowed)
 
 
+#: a display name a reply may greet: at most six words of letters between spaces,
+#: hyphens, apostrophes or a dot and a space, at most 60 characters (the sender writes it:
+#: a name of a link, a number or a sentence is not greeted)
+NAME = re.compile(r"[^\W\d_]+(?:(?:[ '-]|\. )[^\W\d_]+)*\.?")  # "evil.com" is no name
+
+
 def customer_name(sender: str) -> str:
-    name = sender.split("<")[0].strip().strip('"')
-    if name and "@" not in name:
+    """The name a reply greets the sender by, or "" (then the anonymous greeting)."""
+    name = " ".join(sender.split("<")[0].strip().strip('"').split())
+    if len(name) <= 60 and len(name.split()) <= 6 and NAME.fullmatch(name):
         return name
     local = sender.split("@")[0].strip("<> ")
     first = local.replace("_", ".").split(".")[0]
-    return first.capitalize() if first.isalpha() else ""
+    return first.capitalize() if first.isalpha() and len(first) <= 30 else ""
