@@ -5,6 +5,9 @@ a table that is backed by the compacted ``join.changelog`` topic (written in the
 transaction that commits the input offset; restored when a partition is assigned), so a
 crash loses no half, and a joined pair's tombstone never outlives its output.
 A half that waits longer than the join timeout is escalated with reason ``join_timeout``.
+The wait is counted on the join's own clock, which leaves out the time the worker stood
+still (the process stopped or its machine paused, the event loop blocked): after such a
+stall the twin may be on its topic, unread, and gets the whole timeout to be read.
 The same half twice (redelivered after a crash, or restored and then read again) is one
 half: it never joins with itself.
 """
@@ -48,18 +51,32 @@ class Waiting(NamedTuple):
     """A half waiting for its twin."""
 
     ticket: Ticket
-    since: float  # monotonic time it started waiting
+    since: float  # on the join's clock (``TriageJoin.now``), when it started waiting
     partition: int
     half: str  # "classified" or "scored"; "unknown" if restored from an older changelog
 
 
 class TriageJoin:
-    def __init__(self, settings: Settings, timeout_s: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        timeout_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
         self.pending: dict[str, Waiting] = {}  # by message id
         # escalated on timeout: a late half is dropped (message id -> when, partition)
         self.timed_out: dict[str, tuple[float, int]] = {}
+        self.clock = clock
+        self.tick_s = min(1.0, timeout_s / 4)  # how often ``expire`` looks
+        self.stalled_s = 0.0  # how long the worker stood still, all told
+        self._ticked: float | None = None  # the clock at the last look
+
+    def now(self) -> float:
+        """The join's clock: monotonic time less the stalls ``take_expired`` saw."""
+        return self.clock() - self.stalled_s
 
     async def handle(self, record: Incoming) -> list[Output]:
         began = time.perf_counter()
@@ -75,7 +92,7 @@ class TriageJoin:
             log.info("join kept the %s half of %s it had: this one is a redelivery", half, mid)
             return []
         if waiting is None:
-            self.pending[mid] = Waiting(ticket, time.monotonic(), record.partition, half)
+            self.pending[mid] = Waiting(ticket, self.now(), record.partition, half)
             return [
                 Output(catalog.JOIN_CHANGELOG, record.value, key, [(h.JOIN_HALF, half.encode())])
             ]
@@ -87,7 +104,7 @@ class TriageJoin:
                 "triage-join",
                 "joined",
                 began,
-                f"waited {time.monotonic() - waiting.since:.3f}s",
+                f"waited {self.now() - waiting.since:.3f}s",
             )
         )
         return [out(catalog.TRIAGED, merged), Output(catalog.JOIN_CHANGELOG, None, key)]
@@ -110,7 +127,7 @@ class TriageJoin:
                 state.pop(mid, None)
             else:
                 half = h.get(list(rec.headers or ()), h.JOIN_HALF) or "unknown"
-                state[mid] = Waiting(decode(rec.value), time.monotonic(), rec.partition, half)
+                state[mid] = Waiting(decode(rec.value), self.now(), rec.partition, half)
         restored = 0
         for mid, entry in state.items():
             if mid in self.pending:
@@ -132,17 +149,29 @@ class TriageJoin:
     async def expire(self, send: Send, stop: asyncio.Event) -> None:
         """Escalate halves that waited longer than the timeout, written with ``send``."""
         while not stop.is_set():
-            await asyncio.sleep(min(1.0, self.timeout_s / 4))
-            outputs = self.take_expired(time.monotonic())
+            await asyncio.sleep(self.tick_s)
+            outputs = self.take_expired()
             if outputs:
                 send(outputs)
 
-    def take_expired(self, now: float) -> list[Output]:
+    def take_expired(self) -> list[Output]:
         """Remove every half waiting since before the timeout; their escalations.
+
+        A look that comes much later than ``tick_s`` after the last one means the worker
+        stood still in between: that time is left out of every wait, so no half expires
+        for it before the stages have read what came in meanwhile.
 
         Synchronous, so no half can be joined while it is being expired; a second half
         that turns up later is dropped by ``handle``.
         """
+        looked = self.clock()
+        if self._ticked is not None:
+            gap = looked - self._ticked
+            if gap > self.tick_s + STALL_S:
+                self.stalled_s += gap - self.tick_s
+                log.warning("join: the worker stood still for %.1fs; not counted as waiting", gap)
+        self._ticked = looked
+        now = self.now()
         outputs: list[Output] = []
         for mid in [m for m, w in self.pending.items() if w.since < now - self.timeout_s]:
             waiting = self.pending.pop(mid)
@@ -164,3 +193,7 @@ class TriageJoin:
         forget = now - 20 * self.timeout_s
         self.timed_out = {m: t for m, t in self.timed_out.items() if t[0] > forget}
         return outputs
+
+
+#: A look this much later than planned is a stall of the worker, not a slow event loop.
+STALL_S = 2.0

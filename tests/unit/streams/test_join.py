@@ -69,3 +69,68 @@ def test_a_redelivered_half_waits_for_its_twin_instead_of_joining_itself() -> No
     assert ticket["urgency"] is not None
     assert ticket["classification"] is not None
     assert ticket["model_calls"] == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_half_waiting_longer_than_the_timeout_is_escalated() -> None:
+    clock = Clock()
+    join = TriageJoin(SETTINGS, timeout_s=8, clock=clock)
+    handle(join, half(catalog.CLASSIFIED, 10))
+
+    seen = []
+    for _ in range(7):  # 7 s: still waiting
+        clock.t += join.tick_s
+        seen += join.take_expired()
+    assert seen == []
+    for _ in range(2):  # 9 s
+        clock.t += join.tick_s
+        seen += join.take_expired()
+
+    (escalation,) = [o for o in seen if o.topic == catalog.ESCALATE]
+    ticket = TICKET.decode(escalation.value)
+    assert ticket["escalation_reason"] == "join_timeout"
+    assert ticket["escalation_detail"] == "no urgency result after 8s"
+    assert join.pending == {}
+
+
+def test_a_stall_of_the_worker_is_not_counted_as_waiting() -> None:
+    """The worker stood still for 7 minutes (its machine paused) with a 120 s timeout:
+    the twin, written meanwhile and read after it, still joins."""
+    clock = Clock()
+    join = TriageJoin(SETTINGS, timeout_s=120, clock=clock)
+    join.take_expired()
+    handle(join, half(catalog.CLASSIFIED, 10))
+    clock.t += join.tick_s
+    assert join.take_expired() == []
+
+    clock.t += 7 * 60  # no look, no record handled
+    assert join.take_expired() == []
+    clock.t += join.tick_s
+    assert join.take_expired() == []
+    ticket = triaged(handle(join, half(catalog.SCORED, 11)))
+
+    assert ticket["escalation_reason"] is None
+    assert ticket["urgency"] is not None
+
+
+def test_a_half_still_times_out_on_time_after_a_stall() -> None:
+    clock = Clock()
+    join = TriageJoin(SETTINGS, timeout_s=120, clock=clock)
+    join.take_expired()
+    handle(join, half(catalog.CLASSIFIED, 10))
+    clock.t += 60 * 60  # an hour stood still
+    assert join.take_expired() == []
+
+    seen = []
+    for _ in range(121):  # then 121 s of looks, one a second: the twin never comes
+        clock.t += join.tick_s
+        seen += join.take_expired()
+
+    assert [o.topic for o in seen] == [catalog.ESCALATE, catalog.JOIN_CHANGELOG]
