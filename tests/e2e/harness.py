@@ -9,6 +9,7 @@ import sys
 
 from streams.commands.audit import run_audit
 from streams.settings import Settings
+from tests.cli import run_cli
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -24,14 +25,7 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env={**env_for(settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, env={**env_for(settings), **env}, timeout=300)
 
 
 class Workers:

@@ -6,7 +6,6 @@ import gc
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from streams.commands.admin import create_topics, list_topics
 from streams.commands.broker import EmbeddedBroker
 from streams.errors import BrokerError
 from streams.settings import Settings
+from tests.cli import run_cli as cli
 from tests.kafka_helpers import consume_all, free_port
 from topics.catalog import all_topics
 
@@ -40,14 +40,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "MAILROOM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli(*args, env=env)
 
 
 def test_topics_cli_creates_then_reports_existing(kafka: Settings) -> None:

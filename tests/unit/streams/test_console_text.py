@@ -4,14 +4,12 @@ refuses it (a traceback), and "[kb]" as a style (the word vanished)."""
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from streams.commands.consume import pretty
+from tests.cli import clean_env, run_cli
 from topics import catalog
 
 HOSTILE = "help [/b] now [link=http://evil.example]click[/link] [kb]"
@@ -49,16 +47,8 @@ def test_a_reply_whose_body_holds_markup_is_printed_as_written() -> None:
 def test_an_error_that_quotes_a_teams_file_is_one_line_as_written(tmp_path: Path) -> None:
     """``models train`` on a CSV whose columns hold markup: the error names them."""
     (tmp_path / "t.csv").write_text("[/b],category\nhello,billing\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
-    env.update(MAILROOM_DATA_DIR=str(tmp_path), COLUMNS="300")
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "models", "train", "--data", str(tmp_path / "t.csv")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = clean_env(MAILROOM_DATA_DIR=str(tmp_path), COLUMNS="300")
+    done = run_cli("models", "train", "--data", str(tmp_path / "t.csv"), env=env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "no column text; columns: [/b], category" in done.stderr

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from streams.settings import Settings
+from tests.cli import clean_env, run_cli
 
 
 def test_settings_come_from_mailroom_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,16 +76,8 @@ def test_a_variable_that_cannot_be_used_is_one_clear_line_not_a_traceback(
     tmp_path: Path, name: str, value: str, says: str
 ) -> None:
     """``mailroom models list`` (no broker needed) with one bad MAILROOM_* variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
-    env.update({name: value, "MAILROOM_DATA_DIR": str(tmp_path), "COLUMNS": "200"})
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "models", "list"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = clean_env(**{name: value}, MAILROOM_DATA_DIR=str(tmp_path), COLUMNS="200")
+    done = run_cli("models", "list", env=env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert re.search(f"error: {says}", done.stderr), done.stderr
@@ -101,16 +91,8 @@ def test_an_empty_config_variable_is_no_config(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_misspelt_variable_is_named_not_ignored(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILROOM_")}
-    env.update(MAILROOM_EXACTLY_ONC="false", MAILROOM_DATA_DIR=str(tmp_path), COLUMNS="200")
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "models", "list"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = clean_env(MAILROOM_EXACTLY_ONC="false", MAILROOM_DATA_DIR=str(tmp_path), COLUMNS="200")
+    done = run_cli("models", "list", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("MAILROOM_EXACTLY_ONC is not a mailroom setting") == 1
     assert "did you mean MAILROOM_EXACTLY_ONCE?" in done.stderr

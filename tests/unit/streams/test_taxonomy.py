@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from streams.settings import Settings
 from streams.stages.inline import Inline
 from streams.taxonomy import SAMPLE, TaxonomyError, categories_section, load_taxonomy
 from tests import samples
+from tests.cli import run_cli
 from tests.taxonomies import write
 from topics import catalog
 from topics.codec import Codec
@@ -127,13 +126,7 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 def test_the_cli_refuses_a_bad_file_at_start_in_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, "[[categories]]\nname = 'a'\n[escalation]\nrefund_limit = -3\n")
     env = {**os.environ, "MAILROOM_CONFIG": str(path), "MAILROOM_DATA_DIR": str(tmp_path)}
-    run = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "topics", "create"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_cli("topics", "create", env=env)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "escalation.refund_limit: Input should be greater than or equal to 0" in run.stderr
