@@ -14,32 +14,71 @@ finding; a reply with any is never sent, it goes to a person with what was found
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import getaddresses
+from typing import Any
 
 from processors.language import detect
 
-#: A link: a scheme or "www." and what follows, or a host name with a known top-level
-#: domain. Host labels are at most 63 characters and a name at most 127 of them (RFC 1035),
-#: local parts at most 64 (RFC 5321): the bounds keep each start's scan short, where
-#: unbounded runs made a reply of "a.a.a..." or "a-a-a-..." quadratic (8,000 characters:
-#: 4.7 s); what is longer names no host that resolves.
-#: every country's two letters, and the generic domains links are sent with
-TLDS = (
-    r"(?:[a-z]{2}|com|net|org|biz|info|xyz|top|app|dev|shop|store|online|site|website|"
-    r"live|link|click|club|pro|tech|cloud|page|help|support|win|bid|loan|work|vip|fun|"
-    r"icu|cyou|buzz|monster|rest|best|today|life|world|email|network|digital|zone|"
-    r"services|company|finance|money|bank|pay|secure|account|login|web)"
-)
+#: A link: a scheme or "www." and what follows, or a host name whose last label is a
+#: top-level domain (``top_level``). Host labels are at most 63 characters and a name at
+#: most 127 of them (RFC 1035), local parts at most 64 (RFC 5321): the bounds keep each
+#: start's scan short, where unbounded runs made a reply of "a.a.a..." or "a-a-a-..."
+#: quadratic (8,000 characters: 4.7 s); what is longer names no host that resolves.
+#: The pattern finds every name that may be one (its last label letters of any script,
+#: or punycode); ``links`` keeps those that end in a delegated top-level domain.
+LAST_LABEL = r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
 URL = re.compile(
     r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
-    rf"|\b(?:[\w-]{{1,63}}\.){{1,127}}{TLDS}"
+    rf"|\b(?:[\w-]{{1,63}}\.){{1,127}}{LAST_LABEL}"
     r"\b(?:/[^\s<>()\"']*)?",
     re.IGNORECASE,
 )
+_SCHEME = re.compile(r"(?:(?:https?|ftp)://|www\.)", re.IGNORECASE)
+
+
+@functools.cache
+def _suffixes() -> Any:
+    from publicsuffixlist import PublicSuffixList
+
+    # the list inside the wheel; an unknown last label is no top-level domain
+    return PublicSuffixList(accept_unknown=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def top_level(label: str) -> bool:
+    """True when ``label`` is a top-level domain of the Public Suffix List (its ICANN
+    section: every delegated one, ``com`` to ``photography``, ``zip`` and ``рф``; not
+    ``txt``, ``json`` or the reserved ``example``, ``test`` and ``invalid``)."""
+    return bool(_suffixes().is_public(label.lower()))
+
+
+def links(text: str) -> Iterator[tuple[tuple[int, int], str]]:
+    """Where ``text`` names a link, and what it names: with a scheme or "www." anything,
+    else a host name that ends in a top-level domain. A name that does not is read up
+    to its last label that is one, as a person reads "evil.com.Thanks" (a file name such
+    as "notes.draft.txt" names none)."""
+    for match in URL.finditer(text):
+        found = match.group()
+        if _SCHEME.match(found):
+            yield match.span(), found
+            continue
+        labels = found.split("/", 1)[0].split(".")
+        if top_level(labels[-1]):
+            yield match.span(), found
+            continue
+        while len(labels) > 2:
+            labels.pop()
+            if top_level(labels[-1]):
+                name = ".".join(labels)
+                yield (match.start(), match.start() + len(name)), name
+                break
+
+
 EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,126}")
 PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d ()./-]{6,}\d(?!\w|\.\d)")
 AMOUNT = re.compile(
@@ -118,7 +157,7 @@ def check_reply(
         findings.append("it repeats its prompt's canary token")
     if instructions and (run := longest_shared_run(reply, instructions)) >= OVERLAP_WORDS:
         findings.append(f"it repeats {run} words of its instructions in a row")
-    for url in URL.findall(reply):
+    for _, url in links(reply):
         url = url.rstrip(".,;:!?")  # the end of a sentence is not part of a link
         host = re.sub(r"^(?:[a-z]+://)?(?:www\.)?", "", url.lower()).split("/")[0]
         if host not in lowered_email and not _allowed(host, allowed):

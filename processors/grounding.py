@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from processors.containment import _DIGIT, EMAIL, PHONE, URL
+from processors.containment import _DIGIT, EMAIL, PHONE, links
 
 #: a number: a run of word characters and hyphens with a digit in it, then on through
 #: further such runs joined by "." or "," before a digit ("v2.1-rc3", "1,250.00", "-15").
@@ -103,13 +103,15 @@ def ungrounded(
     stated = {n.strip("-") for n in numbers(pool)}
     stated |= {_squash(n) for n in stated}
     covered: list[tuple[int, int]] = []
-    for pattern, kind in ((URL, "a link"), (EMAIL, "an address"), (PHONE, "a phone number")):
+    found = [(span, text, "a link") for span, text in links(reply)]
+    for pattern, kind in ((EMAIL, "an address"), (PHONE, "a phone number")):
         if pattern is EMAIL and "@" not in reply:
             continue  # every address has one (and the pattern is slow to find none)
-        for match in pattern.finditer(reply):
-            covered.append(match.span())
-            text = match.group().strip()
-            check(kind, text, text.lower() in pool or _squash(text) in squashed)
+        found += [(m.span(), m.group(), kind) for m in pattern.finditer(reply)]
+    for span, text, kind in found:
+        covered.append(span)
+        text = text.strip()
+        check(kind, text, text.lower() in pool or _squash(text) in squashed)
     for first, last in number_spans(reply):
         if any(start <= first < end for start, end in covered):
             continue

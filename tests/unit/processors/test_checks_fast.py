@@ -15,7 +15,7 @@ import pytest
 from processors.containment import (
     AMOUNT,
     EMAIL,
-    TLDS,
+    LAST_LABEL,
     URL,
     ReplyPolicy,
     _amount_matches,
@@ -43,10 +43,12 @@ TRICKY = [
 #: labels of at most 63 characters they must find the same.
 UNBOUNDED_URL = re.compile(
     r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
-    rf"|\b(?:[\w-]+\.)+{TLDS}"
+    rf"|\b(?:[\w-]+\.)+{LAST_LABEL}"
     r"\b(?:/[^\s<>()\"']*)?",
     re.IGNORECASE,
 )
+#: a run of label characters longer than a host label may be (a narrative with no spaces)
+LONG_LABEL = re.compile(r"[\w-]{64}")
 UNBOUNDED_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 LINKS = [
     "see https://example.com/a?b=c, www.shop.example.co.uk/x or mail.example.org.",
@@ -105,7 +107,8 @@ def check(text: str) -> None:
         assert EMAIL.findall(text) == []
     assert list(number_spans(text)) == [m.span() for m in NUMBER.finditer(text)], text[:80]
     assert numbers(text) == NUMBER.findall(text), text[:80]
-    assert URL.findall(text) == UNBOUNDED_URL.findall(text), text[:80]
+    if not LONG_LABEL.search(text):  # the bounds are what tell them apart there
+        assert URL.findall(text) == UNBOUNDED_URL.findall(text), text[:80]
     assert EMAIL.findall(text) == UNBOUNDED_EMAIL.findall(text), text[:80]
 
 

@@ -89,6 +89,34 @@ def test_text_a_person_reads_the_same_passes_the_same() -> None:
     assert check_reply(reply, email_text=email) == []
 
 
+@pytest.mark.parametrize(
+    ("reply", "link"),
+    [
+        # any delegated top-level domain, not a list of the usual ones: each of these
+        # hosts passed the checks
+        (GOOD + " File your claim at claims-desk.photography today.", "claims-desk.photography"),
+        (GOOD + " The form is at refunds.gov.", "refunds.gov"),
+        (GOOD + " Download statement.zip now.", "statement.zip"),
+        (GOOD + " Visit претензии.рф today.", "претензии.рф"),
+        # a sentence run on after a host: read up to its last label that is a domain
+        (GOOD + " Visit evil.com.Thanks again.", "evil.com"),
+    ],
+)
+def test_a_host_at_any_top_level_domain_is_a_link(reply: str, link: str) -> None:
+    findings = check_reply(reply, email_text=EMAIL)
+    assert f"a link the email does not contain: {link}" in findings, findings
+
+
+def test_a_name_that_ends_in_no_top_level_domain_is_no_link() -> None:
+    """File names, libraries and reserved names are not hosts anyone can visit (node.js
+    was a link to the checks: .js was read as a country's two letters)."""
+    reply = GOOD + (
+        " Attach notes.draft.txt or config.json; the app runs on node.js and"
+        " vue.js (see host.example or host.invalid)."
+    )
+    assert check_reply(reply, email_text=EMAIL) == []
+
+
 def test_a_refund_the_email_states_but_over_the_limit_is_not_promised() -> None:
     email = "Please refund the 900.00 EUR I paid for INV-1."
     reply = "Dear customer, we will refund the 900.00 EUR for INV-1. Kind regards, Support"
