@@ -32,13 +32,14 @@ from processors.language import detect
 #: The pattern finds every name that may be one (its last label letters of any script,
 #: or punycode); ``links`` keeps those that end in a delegated top-level domain.
 LAST_LABEL = r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
+SCHEME = r"(?:(?:https?|ftp)://|www\.)"
 URL = re.compile(
-    r"\b(?:(?:https?|ftp)://|www\.)[^\s<>()\"']+"
+    rf"\b{SCHEME}[^\s<>()\"']+"
     rf"|\b(?:[\w-]{{1,63}}\.){{1,127}}{LAST_LABEL}"
     r"\b(?:/[^\s<>()\"']*)?",
     re.IGNORECASE,
 )
-_SCHEME = re.compile(r"(?:(?:https?|ftp)://|www\.)", re.IGNORECASE)
+_SCHEME = re.compile(SCHEME, re.IGNORECASE)
 
 
 @functools.cache
