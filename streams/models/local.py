@@ -23,6 +23,7 @@ from processors.kb import Index
 from processors.quality import brand_phrases
 from streams.errors import ModelMismatchError
 from streams.models import trained
+from streams.models.compiled import compile_model
 from streams.models.knowledge import build_index
 from streams.taxonomy import Taxonomy, load_taxonomy
 from topics.catalog import CATEGORIES
@@ -66,16 +67,20 @@ class LocalModels:
 
     @cached_property
     def classifier(self) -> TextModel:
+        """The classifier, compiled for scoring (``streams.models.compiled``: the same
+        probabilities without scikit-learn's per-call overhead) where its shape allows."""
+        model: TextModel
         if self.classifier_id:
             chosen = trained.load(self.data_dir, self.classifier_id)
             check_labels(f"model {chosen.id}", chosen.labels, self.taxonomy)
-            model: TextModel = chosen.model
-            return model
-        check_labels("the built-in classifier", list(CATEGORIES), self.taxonomy)
-        path, _ = train_classifier(self.data_dir)
-        with path.open("rb") as handle:
-            model = pickle.load(handle)  # our own artifact, named by content hash
-        return model
+            model = chosen.model
+        else:
+            check_labels("the built-in classifier", list(CATEGORIES), self.taxonomy)
+            path, _ = train_classifier(self.data_dir)
+            with path.open("rb") as handle:
+                model = pickle.load(handle)  # our own artifact, named by content hash
+        compiled: TextModel = compile_model(model)
+        return compiled
 
     @cached_property
     def kb(self) -> Index | None:
