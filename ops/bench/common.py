@@ -113,6 +113,12 @@ class Bench:
     def stop(self) -> None:
         self.broker.stop()
 
+    def broker_pid(self) -> int:
+        pid = self.broker.pid()
+        if pid is None:
+            raise RuntimeError("the bench's broker is not running")
+        return pid
+
     def fresh(self, name: str, only: tuple[str, ...] = ()) -> Settings:
         """Settings with a topic prefix and app id of their own; every catalog topic made,
         or ``only`` those (creating all 57 takes seconds)."""
