@@ -88,7 +88,7 @@ async def _hop(
     from streams.guard.gate import ModelGate
     from streams.models.local import LocalModels
     from streams.stages.calls import ModelCalls
-    from streams.worker import settle_heap
+    from streams.worker import settle_heap, share_the_gil
 
     gate = ModelGate(budget=Budget(settings), faults=FaultInjector({}))
     calls = ModelCalls(LocalModels(settings.data_dir), gate)
@@ -105,6 +105,7 @@ async def _hop(
     spec = StageSpec(STAGE, ("hop.in",), ("hop.out",))
     runner = StageRunner(spec, noop_model, settings)
     settle_heap()  # as a worker does once it has started
+    share_the_gil()
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
