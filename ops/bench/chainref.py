@@ -32,8 +32,10 @@ import psutil
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from ops.bench.common import Bench, percentile, worker_env
+from ops.bench.cpu import cpu_seconds
 from ops.bench.limit import make_topics
 from streams.engine.kafka import consumer_config, durable_producer
+from streams.engine.reading import read_batch
 from streams.engine.writer import Writer
 from streams.settings import Settings
 from topics import catalog
@@ -50,15 +52,8 @@ def topics(settings: Settings, hops: int) -> list[str]:
 
 
 def _read(consumer: Consumer, most: int) -> list[Message]:
-    """What is there at once, else the first record within ``POLL_S`` and what came with
-    it (a stage's poll, ``streams.engine.reading``)."""
-    messages = consumer.consume(most, 0)
-    if not messages:
-        first = consumer.poll(POLL_S)
-        messages = [first] if first is not None else []
-        if messages:
-            messages += consumer.consume(most - 1, 0)
-    return [m for m in messages if m.error() is None]
+    """A stage's poll (``streams.engine.reading.read_batch``), errors left out."""
+    return [m for m in read_batch(consumer, most, POLL_S) if m.error() is None]
 
 
 class Hop(threading.Thread):
@@ -145,14 +140,14 @@ def measure(
     count = max(20, int(rate * seconds))
     broker = psutil.Process(broker_pid) if broker_pid else None
     me = psutil.Process()
-    cpu0 = (sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0)
+    cpu0 = (cpu_seconds(me), cpu_seconds(broker) if broker else 0.0)
     began = time.monotonic()
     reader = threading.Thread(target=collect, args=(count,), daemon=True)
     reader.start()
     send(count, rate, "paced")
     reader.join()
     elapsed = time.monotonic() - began
-    cpu1 = (sum(me.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0)
+    cpu1 = (cpu_seconds(me), cpu_seconds(broker) if broker else 0.0)
     stop.set()
     for hop in chain:
         hop.join(30)

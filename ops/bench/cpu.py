@@ -77,7 +77,8 @@ class CpuSampler:
                 return {}
             span = self.times[b] - self.times[a]
             first, last = self.samples[a], self.samples[b]
-            # a process watched after the first sample counts from its first one
+            # a group not yet watched at ``start`` counts all its CPU up to ``end`` (its
+            # processes started within the window)
             return {g: (last[g] - first.get(g, 0.0)) / span for g in last}
 
     def _nearest(self, at: float) -> int:

@@ -30,6 +30,22 @@ log = logging.getLogger("mailroom.stage")
 LAG_EVERY_S = 1.0  # how often the lag gauges are set
 
 
+def read_batch(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
+    """What is there, at once; if nothing is, the first record to come within
+    ``timeout_s`` and what came with it. (``consume(n, timeout)`` waits until it has
+    ``n`` records or the timeout has passed: a full poll interval per hop.)"""
+    if max_records <= 0:
+        return []
+    messages: list[Message] = consumer.consume(max_records, 0)
+    if not messages and timeout_s > 0:
+        first = consumer.poll(timeout_s)
+        if first is not None:
+            messages = [first]
+            if max_records > 1:
+                messages += consumer.consume(max_records - 1, 0)
+    return messages
+
+
 class Read(NamedTuple):
     """One poll: its records, and the consumer's state after it."""
 
@@ -91,21 +107,11 @@ class Reading:
                 log.info("stage %s: %s", self.stage, describe(exc))
 
     def _consume(self, max_records: int, timeout_s: float) -> Read:
-        """What is there, at once; if nothing is, the first record to come within
-        ``timeout_s`` and what came with it. (``consume(n, timeout)`` waits until it has
-        ``n`` records or the timeout has passed: a full poll interval per hop.) With
-        them, what a commit needs of the consumer: the group's metadata and where each
-        partition's reading stands, so a commit never waits for a poll."""
+        """The records of ``read_batch`` and, with them, what a commit needs of the
+        consumer: the group's metadata and where each partition's reading stands, so a
+        commit never waits for a poll."""
         self._run_ops()
-        messages: list[Message] = []
-        if max_records > 0:
-            messages = self.consumer.consume(max_records, 0)
-            if not messages and timeout_s > 0:
-                first = self.consumer.poll(timeout_s)
-                if first is not None:
-                    messages = [first]
-                    if max_records > 1:
-                        messages += self.consumer.consume(max_records - 1, 0)
+        messages = read_batch(self.consumer, max_records, timeout_s)
         metadata = self.consumer.consumer_group_metadata() if self.transactional else None
         parts = [Partition(tp.topic, tp.partition) for tp in self._assigned]
         positions = (
